@@ -1,0 +1,7 @@
+"""Prefect block types of the service, for `prefect block register -m blocks`."""
+
+from blocks.catalog import WorkjetModelCatalog
+from blocks.connectors import WorkjetMcpConnector
+from blocks.keys import WorkjetApiKey
+
+__all__ = ["WorkjetApiKey", "WorkjetMcpConnector", "WorkjetModelCatalog"]

@@ -1,0 +1,137 @@
+"""The one error shape of the API, and the exceptions that produce it.
+
+Every error answer is `{"error": {"type", "code", "message", "param"}}`. Routes and
+the service raise `ApiError` subclasses; Prefect, httpx and validation errors are
+translated into them at the boundary, so no foreign error reaches a client.
+
+    ApiError
+    ├── MalformedRequestError    400 invalid_request_error
+    ├── InvalidRequestError      422 invalid_request_error
+    ├── AuthenticationError      401 authentication_error
+    ├── NotFoundError            404 not_found_error
+    ├── ConflictError            409 conflict_error
+    ├── PayloadTooLargeError     413 invalid_request_error
+    ├── UnavailableError         503 unavailable_error (with Retry-After)
+    └── InternalError            500 api_error
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ApiError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "api_error"
+    default_code: ClassVar[str] = "internal_error"
+
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "type": self.type,
+                "code": self.code,
+                "message": self.message,
+                "param": self.param,
+            }
+        }
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class MalformedRequestError(ApiError):
+    status = 400
+    type = "invalid_request_error"
+    default_code = "malformed_request"
+
+
+class InvalidRequestError(ApiError):
+    status = 422
+    type = "invalid_request_error"
+    default_code = "invalid_value"
+
+
+class AuthenticationError(ApiError):
+    status = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class NotFoundError(ApiError):
+    status = 404
+    type = "not_found_error"
+    default_code = "not_found"
+
+
+class ConflictError(ApiError):
+    status = 409
+    type = "conflict_error"
+    default_code = "conflict"
+
+
+class PayloadTooLargeError(ApiError):
+    status = 413
+    type = "invalid_request_error"
+    default_code = "payload_too_large"
+
+
+class UnavailableError(ApiError):
+    status = 503
+    type = "unavailable_error"
+    default_code = "prefect_unavailable"
+    retry_after_seconds: ClassVar[int] = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class InternalError(ApiError):
+    pass
+
+
+def _documented(description: str) -> dict[str, object]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["type", "code", "message", "param"],
+                            "properties": {
+                                "type": {"type": "string"},
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                                "param": {"type": ["string", "null"]},
+                            },
+                        }
+                    },
+                }
+            }
+        },
+    }
+
+
+# The error answers every endpoint may give, for the OpenAPI document.
+ErrorBodyDoc: dict[int | str, dict[str, object]] = {
+    400: _documented("Malformed JSON."),
+    401: _documented("Missing or unknown API key."),
+    404: _documented("No such automation in this organization."),
+    413: _documented("Request body too large."),
+    422: _documented("A field or query parameter breaks a rule; `param` names it."),
+    503: _documented("Prefect is unreachable; retry after Retry-After seconds."),
+}

@@ -1,0 +1,103 @@
+"""API keys in Prefect: make, list, revoke, and check the key of a request."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from prefect.client.orchestration import PrefectClient
+from prefect.exceptions import ObjectNotFound
+
+from blocks.keys import (
+    KEY_PATTERN,
+    ORGANIZATION_PATTERN,
+    WorkjetApiKey,
+    document_name,
+    generate_key,
+    hash_key,
+)
+
+logger = logging.getLogger(__name__)
+SLUG = WorkjetApiKey.get_block_type_slug()
+
+
+async def create_key(client: PrefectClient, organization: str, label: str = "") -> str:
+    """Make a key for the organization and return it; only its hash is stored."""
+    if not ORGANIZATION_PATTERN.match(organization):
+        raise ValueError(
+            "organization: use lower-case letters, digits and dashes (at most 63)"
+        )
+
+    key = generate_key()
+    key_hash = hash_key(key)
+    block = WorkjetApiKey(
+        key_hash=key_hash,
+        organization=organization,
+        prefix=key[:12],
+        label=label,
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    await block.asave(document_name(key_hash), client=client)
+    logger.info("api key created organization=%s prefix=%s", organization, key[:12])
+    return key
+
+
+async def list_keys(client: PrefectClient) -> list[WorkjetApiKey]:
+    documents = await client.read_block_documents_by_type(
+        block_type_slug=SLUG, include_secrets=False
+    )
+    return [WorkjetApiKey.model_validate(document.data) for document in documents]
+
+
+async def revoke_key(client: PrefectClient, prefix_or_hash: str) -> int:
+    """Delete the keys whose prefix or hash starts with the text; how many went."""
+    removed = 0
+    documents = await client.read_block_documents_by_type(
+        block_type_slug=SLUG, include_secrets=False
+    )
+    for document in documents:
+        data = document.data
+        if str(data.get("prefix", "")).startswith(prefix_or_hash) or str(
+            data.get("key_hash", "")
+        ).startswith(prefix_or_hash):
+            await client.delete_block_document(document.id)
+            removed += 1
+    return removed
+
+
+class KeyVerifier:
+    """Finds the organization of a key, keeping answers for a few seconds.
+
+    The cache holds only what Prefect already said, so a restarted facade loses
+    nothing; a revoked key stops working once its entry expires.
+    """
+
+    def __init__(self, client: PrefectClient, cache_seconds: float) -> None:
+        self.client = client
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, str | None]] = {}
+
+    async def organization_of(self, key: str) -> str | None:
+        if not KEY_PATTERN.match(key):
+            return None
+
+        key_hash = hash_key(key)
+        cached = self._cache.get(key_hash)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+
+        organization = await self._lookup(key_hash)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key_hash] = (time.monotonic() + self.cache_seconds, organization)
+        return organization
+
+    async def _lookup(self, key_hash: str) -> str | None:
+        try:
+            document = await self.client.read_block_document_by_name(
+                document_name(key_hash), SLUG, include_secrets=False
+            )
+        except ObjectNotFound:
+            return None
+        return str(document.data.get("organization") or "") or None

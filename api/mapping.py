@@ -1,0 +1,153 @@
+"""Translation between Prefect's objects and the API's, in both directions.
+
+Pure functions only: nothing here talks to Prefect, so every rule of the mapping is
+tested without a server.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect.client.schemas.objects import Artifact, FlowRun, StateType
+from prefect.client.schemas.responses import DeploymentResponse
+from pydantic import TypeAdapter
+
+from api.schedules import next_fire_time
+from api.schemas import (
+    AutomationCreate,
+    AutomationOut,
+    ChannelIn,
+    ChannelOut,
+    RunOut,
+    WebhookChannelIn,
+)
+from flows.automation import SCHEDULED_TAG
+from flows.channels import StoredChannel
+from flows.ids import automation_id, run_id
+from flows.record import decode_metadata, public_run, timestamp
+
+RUN_STATE_TYPES: dict[str, list[StateType]] = {
+    "success": [StateType.COMPLETED],
+    "failure": [StateType.FAILED, StateType.CRASHED, StateType.CANCELLED],
+    "running": [
+        StateType.SCHEDULED,
+        StateType.PENDING,
+        StateType.RUNNING,
+        StateType.CANCELLING,
+        StateType.PAUSED,
+    ],
+}
+_STATUS_OF_STATE = {
+    state: status for status, states in RUN_STATE_TYPES.items() for state in states
+}
+_STORED_CHANNELS: TypeAdapter[list[StoredChannel]] = TypeAdapter(list[StoredChannel])
+
+
+def run_status(state_type: StateType | None) -> str:
+    if state_type is None:
+        return "running"
+    return _STATUS_OF_STATE.get(state_type, "running")
+
+
+def stored_channels(parameters: dict[str, Any]) -> list[StoredChannel]:
+    return _STORED_CHANNELS.validate_python(parameters.get("channels") or [])
+
+
+def channel_out(channel: StoredChannel) -> ChannelOut:
+    data = channel.model_dump(exclude_none=True)
+    if data["type"] == "webhook":
+        data["secret_set"] = data.pop("secret_block", None) is not None
+    return ChannelOut.model_validate(data)
+
+
+def store_channel(channel: ChannelIn, secret_block: str | None) -> dict[str, Any]:
+    """The parameter form of a requested channel; a webhook secret stays out of it."""
+    data = channel.model_dump(exclude_none=True)
+    if isinstance(channel, WebhookChannelIn):
+        data.pop("secret", None)
+        if secret_block:
+            data["secret_block"] = secret_block
+    return data
+
+
+def flow_parameters(
+    body: AutomationCreate, channels: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "name": body.name,
+        "system_prompt": body.system_prompt,
+        "model": body.model,
+        "tools": list(body.tools),
+        "channels": channels,
+    }
+
+
+def schedule_of(deployment: DeploymentResponse) -> tuple[str, str, bool]:
+    """The cron string, the timezone, and whether the schedule is active."""
+    for deployment_schedule in deployment.schedules:
+        schedule = deployment_schedule.schedule
+        cron = getattr(schedule, "cron", None)
+        if cron:
+            zone = getattr(schedule, "timezone", None) or "UTC"
+            return cron, zone, deployment_schedule.active
+    return "", "UTC", False
+
+
+def next_run_at(deployment: DeploymentResponse, now: datetime) -> str | None:
+    cron, zone, active = schedule_of(deployment)
+    if deployment.paused or not active or not cron:
+        return None
+    return timestamp(next_fire_time(cron, zone, after=now))
+
+
+def automation_out(
+    deployment: DeploymentResponse, stats: dict[str, Any] | None, now: datetime
+) -> AutomationOut:
+    parameters = deployment.parameters or {}
+    cron, zone, _ = schedule_of(deployment)
+    created = deployment.created or now
+    return AutomationOut(
+        id=automation_id(deployment.id),
+        name=str(parameters.get("name") or deployment.name),
+        description=deployment.description,
+        status="paused" if deployment.paused else "active",
+        schedule=cron,
+        timezone=zone,
+        model=str(parameters.get("model") or "standard"),
+        system_prompt=str(parameters.get("system_prompt") or ""),
+        tools=list(parameters.get("tools") or []),
+        channels=[channel_out(c) for c in stored_channels(parameters)],
+        last_run_at=(stats or {}).get("lastRunAt"),
+        next_run_at=next_run_at(deployment, now),
+        created_at=timestamp(created) or "",
+        updated_at=timestamp(deployment.updated or created) or "",
+    )
+
+
+def run_out(flow_run: FlowRun, artifact: Artifact | None) -> RunOut:
+    state = flow_run.state
+    status = run_status(state.type if state else None)
+    record = decode_metadata(artifact.metadata_) if artifact else None
+    output = artifact.data if artifact and isinstance(artifact.data, str) else None
+    assert flow_run.deployment_id is not None
+
+    fallback_error = None
+    if status == "failure" and state is not None:
+        if state.type == StateType.CANCELLED:
+            fallback_error = "cancelled"
+        else:
+            fallback_error = state.message or state.name
+
+    run = public_run(
+        run_id=run_id(flow_run.id),
+        automation_id=automation_id(flow_run.deployment_id),
+        status=status,
+        trigger="schedule" if SCHEDULED_TAG in flow_run.tags else "manual",
+        started_at=flow_run.start_time or flow_run.expected_start_time,
+        completed_at=flow_run.end_time,
+        record=record,
+        output=output,
+        error=fallback_error,
+    )
+    return RunOut.model_validate(run)

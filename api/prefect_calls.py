@@ -1,0 +1,87 @@
+"""The boundary to Prefect: one shared client, call counting, error translation.
+
+Every Prefect error is turned into an `ApiError` here, with the cause chained, so
+nothing of Prefect's reaches a client: an unreachable or overloaded server becomes
+503 with Retry-After, anything else a plain 500 whose detail stays in the log.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import ParamSpec, TypeVar
+
+import httpx
+from prefect.client.orchestration import PrefectClient
+from prefect.exceptions import PrefectHTTPStatusError
+
+from api.errors import ApiError, InternalError, UnavailableError
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+_calls: ContextVar[list[int] | None] = ContextVar("prefect_calls", default=None)
+
+
+def start_counting() -> list[int]:
+    """Count the Prefect calls made in this context from now on."""
+    counter = [0]
+    _calls.set(counter)
+    return counter
+
+
+async def _count_request(_: httpx.Request) -> None:
+    counter = _calls.get()
+    if counter is not None:
+        counter[0] += 1
+
+
+def instrument(client: PrefectClient) -> PrefectClient:
+    client._client.event_hooks["request"].append(_count_request)
+    return client
+
+
+def translate(error: Exception) -> ApiError:
+    if isinstance(error, ApiError):
+        return error
+
+    if isinstance(error, httpx.TransportError):
+        logger.warning("prefect unreachable error=%s", type(error).__name__)
+        return UnavailableError(
+            "The orchestrator is unreachable right now; try again shortly."
+        )
+
+    if isinstance(error, PrefectHTTPStatusError | httpx.HTTPStatusError):
+        status = error.response.status_code
+        if status in UNAVAILABLE_STATUSES:
+            logger.warning("prefect unavailable status=%d", status)
+            return UnavailableError(
+                "The orchestrator is busy or restarting; try again shortly."
+            )
+        logger.error("prefect refused status=%d detail=%s", status, error)
+        return InternalError("The orchestrator refused the request.")
+
+    logger.exception("unexpected error talking to prefect", exc_info=error)
+    return InternalError("An unexpected error occurred.")
+
+
+def prefect_boundary(
+    method: Callable[P, Awaitable[R]],
+) -> Callable[P, Awaitable[R]]:
+    """Translate whatever the wrapped call raises into an `ApiError`."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except ApiError:
+            raise
+        except Exception as error:
+            raise translate(error) from error
+
+    return wrapper

@@ -1,0 +1,279 @@
+"""Request and response bodies of the v1 API, with the field names of the reference.
+
+Requests forbid unknown fields: a misspelt field such as `schedlue` would otherwise
+be dropped silently and the automation saved without the change its author meant.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from api.schedules import ScheduleError, validate_cron, validate_timezone
+
+SYSTEM_PROMPT_MAX_CHARS = 100_000
+NAME_MAX_CHARS = 200
+DESCRIPTION_MAX_CHARS = 2_000
+MAX_TOOLS = 20
+MAX_CHANNELS = 10
+
+_SLACK_NAME = re.compile(r"^#[a-z0-9][a-z0-9._-]{0,79}$")
+_SLACK_ID = re.compile(r"^[CGD][A-Z0-9]{8,20}$")
+_EMAIL = re.compile(r"^[^@\s<>,;\"]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_TOOL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=False
+    )
+
+
+class SlackChannelIn(_Request):
+    type: Literal["slack"]
+    channel: str = Field(description="A channel name such as #docs-team, or an id.")
+
+    @field_validator("channel")
+    @classmethod
+    def _plausible_target(cls, value: str) -> str:
+        if _SLACK_NAME.match(value) or _SLACK_ID.match(value):
+            return value
+        raise ValueError(
+            f"'{value}' is not a Slack channel; use a name such as '#docs-team'"
+            " (lower case) or a channel id such as 'C0123456789'"
+        )
+
+
+class EmailChannelIn(_Request):
+    type: Literal["email"]
+    to: list[str] = Field(min_length=1, max_length=50)
+    subject: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not _EMAIL.match(address):
+                raise ValueError(f"'{address}' is not an email address")
+        return value
+
+
+class WebhookChannelIn(_Request):
+    type: Literal["webhook"]
+    url: Annotated[str, StringConstraints(max_length=2048)]
+    secret: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = (
+        None
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/?#]+([/?#]\S*)?$", value):
+            raise ValueError(f"'{value}' is not an http(s) URL")
+        return value
+
+
+ChannelIn = Annotated[
+    SlackChannelIn | EmailChannelIn | WebhookChannelIn, Field(discriminator="type")
+]
+
+
+def _text(max_length: int, min_length: int = 1) -> Any:
+    return Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=min_length, max_length=max_length
+        ),
+    ]
+
+
+class _AutomationFields(_Request):
+    @field_validator("schedule", check_fields=False)
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else _schedule_value(validate_cron, value)
+
+    @field_validator("timezone", check_fields=False)
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else _schedule_value(validate_timezone, value)
+
+    @field_validator("tools", check_fields=False)
+    @classmethod
+    def _tool_ids(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        for tool in value:
+            if not _TOOL_ID.match(tool):
+                raise ValueError(
+                    f"'{tool}' is not a connector id (lower case, such as 'filesystem')"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("a connector is named more than once")
+        return value
+
+
+def _schedule_value(check: Any, value: str) -> str:
+    try:
+        return str(check(value))
+    except ScheduleError as error:
+        raise ValueError(str(error)) from None
+
+
+class AutomationCreate(_AutomationFields):
+    name: _text(NAME_MAX_CHARS)  # type: ignore[valid-type]
+    description: _text(DESCRIPTION_MAX_CHARS, 0) | None = None  # type: ignore[valid-type]
+    system_prompt: _text(SYSTEM_PROMPT_MAX_CHARS)  # type: ignore[valid-type]
+    model: _text(100) = "standard"  # type: ignore[valid-type]
+    schedule: str
+    timezone: str = "UTC"
+    tools: list[str] = Field(default_factory=list, max_length=MAX_TOOLS)
+    channels: list[ChannelIn] = Field(default_factory=list, max_length=MAX_CHANNELS)
+
+
+class AutomationUpdate(_AutomationFields):
+    """Every field optional; only the fields present change."""
+
+    name: _text(NAME_MAX_CHARS) | None = None  # type: ignore[valid-type]
+    description: _text(DESCRIPTION_MAX_CHARS, 0) | None = None  # type: ignore[valid-type]
+    system_prompt: _text(SYSTEM_PROMPT_MAX_CHARS) | None = None  # type: ignore[valid-type]
+    model: _text(100) | None = None  # type: ignore[valid-type]
+    schedule: str | None = None
+    timezone: str | None = None
+    tools: list[str] | None = Field(default=None, max_length=MAX_TOOLS)
+    channels: list[ChannelIn] | None = Field(default=None, max_length=MAX_CHANNELS)
+
+    @field_validator(
+        "name",
+        "system_prompt",
+        "model",
+        "schedule",
+        "timezone",
+        "tools",
+        "channels",
+        mode="before",
+    )
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep it")
+        return value
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ChannelOut(_Response):
+    """A channel as stored; a webhook's secret is never returned, only whether set."""
+
+    type: str
+    channel: str | None = None
+    to: list[str] | None = None
+    subject: str | None = None
+    url: str | None = None
+    secret_set: bool | None = None
+
+
+class RunSummary(_Response):
+    total: int
+    success: int
+    failure: int
+    running: int
+    last_run_at: str | None
+    last_status: str | None
+    tokens_input: int
+    tokens_output: int
+    estimated_cost: float
+
+
+class AutomationOut(_Response):
+    id: str
+    name: str
+    description: str | None
+    status: Literal["active", "paused"]
+    schedule: str
+    timezone: str
+    model: str
+    system_prompt: str
+    tools: list[str]
+    channels: list[ChannelOut]
+    last_run_at: str | None
+    next_run_at: str | None
+    created_at: str
+    updated_at: str
+    runs: RunSummary | None = None
+
+
+class AutomationList(_Response):
+    automations: list[AutomationOut]
+    total: int
+
+
+class ActivateOut(_Response):
+    id: str
+    status: Literal["active"]
+    next_run_at: str | None
+
+
+class PauseOut(_Response):
+    id: str
+    status: Literal["paused"]
+
+
+class ManualRunOut(_Response):
+    run_id: str
+    automation_id: str
+    status: Literal["running"]
+    started_at: str
+
+
+class DeliveryOut(_Response):
+    type: str
+    target: str
+    status: Literal["delivered", "failed", "skipped"]
+    attempts: int
+    error: str | None
+    at: str | None
+
+
+class RunOut(_Response):
+    id: str
+    automation_id: str
+    status: Literal["success", "failure", "running"]
+    trigger: Literal["schedule", "manual"]
+    started_at: str | None
+    completed_at: str | None
+    duration: int | None
+    tokens_input: int
+    tokens_output: int
+    estimated_cost: float
+    output: str | None
+    model: str | None
+    error: str | None
+    deliveries: list[DeliveryOut]
+
+
+class RunList(_Response):
+    runs: list[RunOut]
+    total: int
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    code: str
+    message: str
+    param: str | None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
