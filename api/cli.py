@@ -73,7 +73,7 @@ def up(args: argparse.Namespace) -> int:
             stack.start_standin()
         print(f"Starting Prefect server (data in {config.home})...", flush=True)
         stack.start_prefect()
-        key = asyncio.run(_prepare(config))
+        key = stack.bootstrap()
         stack.start_worker()
         stack.start_api()
 
@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="workjet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start the whole local service")
+    commands.add_parser(
+        "bootstrap", help="prepare a running Prefect server; print a first key once"
+    )
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -146,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         return up(args)
 
-    _use_stack_environment(_config(args))
+    config = _config(args)
+    _use_stack_environment(config)
+    if args.command == "bootstrap":
+        key = asyncio.run(_prepare(config))
+        if key:
+            print(key)
+        return 0
     return asyncio.run(_keys(args))
 
 

@@ -72,6 +72,7 @@ def stack_environment(config: StackConfig) -> dict[str, str]:
             "PREFECT_RUNNER_POLL_FREQUENCY": "2",
             "PREFECT_LOGGING_LEVEL": environment.get("PREFECT_LOGGING_LEVEL", "INFO"),
             "WORKJET_PROJECT_DIR": str(config.project_dir),
+            "WORKJET_HOME": str(config.home),
             "PYTHONPATH": str(config.project_dir),
         }
     )
@@ -155,6 +156,32 @@ class Stack:
             ],
         )
         wait_until_up(f"{self.config.prefect_api_url}/health", 90, process)
+
+    def bootstrap(self) -> str | None:
+        """Prepare Prefect for the API; the default organization's new key, if made."""
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", "bootstrap"],
+            cwd=self.config.project_dir,
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"bootstrap failed: {done.stderr[-2000:]}")
+        return done.stdout.strip() or None
+
+    def create_key(self, organization: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", "keys", "create", "--org", organization],
+            cwd=self.config.project_dir,
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout.strip()
 
     def start_worker(self, name: str = "workjet-worker") -> None:
         self._spawn(
