@@ -16,17 +16,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.errors import (
     ApiError,
-    AuthenticationError,
     InternalError,
     InvalidRequestError,
     MalformedRequestError,
+    MethodNotAllowedError,
     NotFoundError,
-    PayloadTooLargeError,
 )
 from api.keys import KeyVerifier
+from api.limits import BodyLimitMiddleware, check_declared_length
 from api.prefect_calls import instrument, start_counting
 from api.routes import router
-from api.schemas import AutomationCreate
+from api.schemas import (
+    AutomationCreate,
+    EmailChannelIn,
+    SlackChannelIn,
+    WebhookChannelIn,
+)
 from api.service import AutomationService
 from api.settings import Settings
 from api.template import load_template
@@ -34,7 +39,18 @@ from api.template import load_template
 logger = logging.getLogger(__name__)
 
 CALLS_HEADER = "X-Prefect-Calls"
-_CREATE_FIELDS = [f.alias or name for name, f in AutomationCreate.model_fields.items()]
+_KNOWN_FIELDS = sorted(
+    {
+        field.alias or name
+        for model in (
+            AutomationCreate,
+            SlackChannelIn,
+            EmailChannelIn,
+            WebhookChannelIn,
+        )
+        for name, field in model.model_fields.items()
+    }
+)
 
 
 @asynccontextmanager
@@ -64,19 +80,25 @@ def _param(loc: tuple[Any, ...]) -> str | None:
 
 
 def _validation_error(error: RequestValidationError) -> ApiError:
-    first = error.errors()[0]
+    # An unknown field explains the rest (`system_prompt` also makes `systemPrompt`
+    # missing), so it is reported first.
+    errors = sorted(error.errors(), key=lambda e: e.get("type") != "extra_forbidden")
+    first = errors[0]
     kind = first.get("type", "")
     if kind == "json_invalid":
         return MalformedRequestError("The request body is not valid JSON.")
 
     param = _param(tuple(first.get("loc", ())))
+    if kind in ("union_tag_invalid", "union_tag_not_found") and param:
+        param = f"{param}.type"
     message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
     if kind == "missing" and param is None:
         return InvalidRequestError("A JSON request body is required.")
     if kind == "missing":
         return InvalidRequestError(f"{param}: this field is required.", param=param)
     if kind == "extra_forbidden":
-        hint = difflib.get_close_matches(param or "", _CREATE_FIELDS, n=1)
+        field = (param or "").rsplit(".", 1)[-1].split("[", 1)[0]
+        hint = difflib.get_close_matches(field, _KNOWN_FIELDS, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else "."
         return InvalidRequestError(
             f"{param}: unknown field{suggestion}", param=param, code="unknown_field"
@@ -84,6 +106,18 @@ def _validation_error(error: RequestValidationError) -> ApiError:
     if param and not message.startswith(f"{param}:"):
         message = f"{param}: {message}"
     return InvalidRequestError(message, param=param)
+
+
+def _api_error_in(error: BaseException | None) -> ApiError | None:
+    """Our own error inside a chain or an exception group, if there is one."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _api_error_in(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _answer(error: ApiError) -> JSONResponse:
@@ -111,14 +145,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        # FastAPI wraps any failure while reading the body, the size limit included.
+        cause = _api_error_in(error.__cause__)
+        if cause is not None:
+            return _answer(cause)
+        if error.status_code == 400:
+            return _answer(MalformedRequestError("The request body could not be read."))
         if error.status_code == 404:
             return _answer(NotFoundError("No such endpoint."))
-        if error.status_code == 401:
-            return _answer(AuthenticationError(str(error.detail)))
-        answer = ApiError(str(error.detail))
-        body = answer.body()
-        body["error"]["type"] = "invalid_request_error"
-        return JSONResponse(body, status_code=error.status_code)
+        if error.status_code == 405:
+            allow = (error.headers or {}).get("Allow", "")
+            return _answer(
+                MethodNotAllowedError("This endpoint does not take that method.", allow)
+            )
+        return _answer(InternalError("An unexpected error occurred."))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:
@@ -129,20 +169,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _limits_and_counts(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        length = request.headers.get("content-length", "0")
-        limit = app.state.settings.max_body_bytes
-        if not length.isdigit():
-            return _answer(MalformedRequestError("Content-Length is not a number."))
-        if int(length) > limit:
-            return _answer(
-                PayloadTooLargeError(f"The request body exceeds {limit} bytes.")
+        try:
+            check_declared_length(
+                request.headers.get("content-length"),
+                app.state.settings.max_body_bytes,
             )
+        except ApiError as error:
+            return _answer(error)
 
         counter = start_counting()
         response = await call_next(request)
         response.headers[CALLS_HEADER] = str(counter[0])
         return response
 
+    app.add_middleware(BodyLimitMiddleware, max_bytes=app.state.settings.max_body_bytes)
     return app
 
 

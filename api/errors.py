@@ -10,6 +10,7 @@ translated into them at the boundary, so no foreign error reaches a client.
     ├── AuthenticationError      401 authentication_error
     ├── NotFoundError            404 not_found_error
     ├── ConflictError            409 conflict_error
+    ├── MethodNotAllowedError    405 invalid_request_error
     ├── PayloadTooLargeError     413 invalid_request_error
     ├── UnavailableError         503 unavailable_error (with Retry-After)
     └── InternalError            500 api_error
@@ -89,11 +90,24 @@ class PayloadTooLargeError(ApiError):
 class UnavailableError(ApiError):
     status = 503
     type = "unavailable_error"
-    default_code = "prefect_unavailable"
+    default_code = "service_unavailable"
     retry_after_seconds: ClassVar[int] = 5
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class MethodNotAllowedError(ApiError):
+    status = 405
+    type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow}
 
 
 class InternalError(ApiError):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import ObjectNotFound
 
+from api.prefect_calls import prefect_boundary
 from blocks.keys import (
     KEY_PATTERN,
     ORGANIZATION_PATTERN,
@@ -78,6 +79,7 @@ class KeyVerifier:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, str | None]] = {}
 
+    @prefect_boundary
     async def organization_of(self, key: str) -> str | None:
         if not KEY_PATTERN.match(key):
             return None

@@ -56,7 +56,7 @@ async def list_automations(
     limit: Annotated[int, Query(ge=1, le=200)] = 200,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> AutomationList:
-    return await service.list(organization, limit, offset)
+    return await service.list_automations(organization, limit, offset)
 
 
 @router.post(

@@ -10,6 +10,7 @@ exist.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
@@ -145,7 +146,9 @@ class AutomationService:
         return automation_out(deployment, None, _now())
 
     @prefect_boundary
-    async def list(self, organization: str, limit: int, offset: int) -> AutomationList:
+    async def list_automations(
+        self, organization: str, limit: int, offset: int
+    ) -> AutomationList:
         owned = DeploymentFilter(
             tags=DeploymentFilterTags(all_=[organization_tag(organization)])
         )
@@ -428,12 +431,10 @@ class AutomationService:
         }
 
     async def _delete_stats(self, deployment_id: UUID) -> None:
-        try:
+        with contextlib.suppress(ObjectNotFound):
             await self.client.delete_variable_by_name(
                 stats_variable_name(deployment_id)
             )
-        except ObjectNotFound:
-            pass
 
     async def _summary(self, deployment_id: UUID, stats: dict[str, Any]) -> RunSummary:
         total = await self.client.count_flow_runs(

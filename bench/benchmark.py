@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import math
 import os
 import secrets
@@ -52,11 +53,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import httpx
@@ -67,7 +68,8 @@ from flows.ids import automation_id, stats_variable_name
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
-IN_FLIGHT = 4
+IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", "4"))
+BUSY_RETRIES = 12
 WARMUP = 3
 PAGE = 200
 ORGANIZATION = "default"
@@ -95,6 +97,9 @@ Nothing is blocked. The release candidate is planned for Thursday.
 """
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class Seeded:
     automations: int
@@ -102,6 +107,7 @@ class Seeded:
     big: UUID
     automation_seconds: float
     run_seconds: float
+    busy_retries: int
 
 
 @dataclass
@@ -159,6 +165,35 @@ def _now() -> str:
 # ---- seeding -------------------------------------------------------------------
 
 
+class Gate:
+    """At most `IN_FLIGHT` requests at once; a 503 (SQLite busy) is sent again.
+
+    Prefect's client would wait 2, 4, 8... s before sending again; a busy SQLite
+    frees up in milliseconds, so the seeding turns the client's retries off and
+    retries here after a short pause. A 503 means the transaction was rolled
+    back, so sending the same create again makes no duplicate.
+    """
+
+    def __init__(self) -> None:
+        self.slots = asyncio.Semaphore(IN_FLIGHT)
+        self.retries = 0
+
+    async def send(self, call: Callable[[], Awaitable[T]]) -> T:
+        from prefect.exceptions import PrefectHTTPStatusError
+
+        for attempt in range(BUSY_RETRIES):
+            try:
+                async with self.slots:
+                    return await call()
+            except PrefectHTTPStatusError as error:
+                busy = error.response.status_code == 503
+                if not busy or attempt == BUSY_RETRIES - 1:
+                    raise
+            self.retries += 1
+            await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+        raise AssertionError("unreachable")
+
+
 async def prepare() -> str:
     """Bootstrap the fresh server as `workjet up` does; a key for `default`."""
     from prefect.client.orchestration import get_client
@@ -193,7 +228,7 @@ def _spread(deployment_ids: list[UUID], runs: int) -> dict[UUID, int]:
 
 
 async def _seed_automations(
-    client: PrefectClient, gate: asyncio.Semaphore, count: int
+    client: PrefectClient, gate: Gate, count: int
 ) -> list[UUID]:
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.client.schemas.schedules import CronSchedule
@@ -211,8 +246,8 @@ async def _seed_automations(
 
     async def create(index: int) -> UUID:
         parameters = _parameters(index)
-        async with gate:
-            deployment_id = await client.create_deployment(
+        deployment_id = await gate.send(
+            lambda: client.create_deployment(
                 flow_id=flow_id,
                 name=f"{parameters['name']} [{secrets.token_hex(4)}]",
                 description="Seeded by bench.benchmark.",
@@ -229,6 +264,7 @@ async def _seed_automations(
                 entrypoint=template.entrypoint,
                 pull_steps=template.pull_steps,
             )
+        )
         progress.tick()
         return deployment_id
 
@@ -237,7 +273,7 @@ async def _seed_automations(
 
 async def _seed_runs(
     client: PrefectClient,
-    gate: asyncio.Semaphore,
+    gate: Gate,
     plan: dict[UUID, int],
     parameters: dict[UUID, dict[str, Any]],
 ) -> None:
@@ -270,14 +306,14 @@ async def _seed_runs(
             stop_reason="end_turn",
             has_output=True,
         )
-        async with gate:
-            created = await client.request("POST", "/flow_runs/", json=run)
+        created = await gate.send(
+            lambda: client.request("POST", "/flow_runs/", json=run)
+        )
         artifact = {
             **artifact_payload(record, OUTPUT),
             "flow_run_id": created.json()["id"],
         }
-        async with gate:
-            await client.request("POST", "/artifacts/", json=artifact)
+        await gate.send(lambda: client.request("POST", "/artifacts/", json=artifact))
         progress.tick()
 
     await asyncio.gather(*(create(d, n) for d, n in jobs))
@@ -291,31 +327,32 @@ async def _seed_runs(
             "tokensOutput": 400 * count,
             "estimatedCost": round(0.009 * count, 6),
         }
-        await client.request(
-            "POST",
-            "/variables/",
-            json={"name": stats_variable_name(deployment_id), "value": stats},
+        variable = {"name": stats_variable_name(deployment_id), "value": stats}
+        await gate.send(
+            functools.partial(client.request, "POST", "/variables/", json=variable)
         )
 
 
 async def seed(automations: int, runs: int) -> Seeded:
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-    gate = asyncio.Semaphore(IN_FLIGHT)
-    async with get_client() as client:
-        started = time.monotonic()
-        deployment_ids = await _seed_automations(client, gate, automations)
-        automation_seconds = time.monotonic() - started
+    gate = Gate()
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+        async with get_client() as client:
+            started = time.monotonic()
+            deployment_ids = await _seed_automations(client, gate, automations)
+            automation_seconds = time.monotonic() - started
 
-        plan = _spread(deployment_ids, runs)
-        parameters = {
-            deployment_id: _parameters(index)
-            for index, deployment_id in enumerate(deployment_ids)
-            if deployment_id in plan
-        }
-        started = time.monotonic()
-        await _seed_runs(client, gate, plan, parameters)
-        run_seconds = time.monotonic() - started
+            plan = _spread(deployment_ids, runs)
+            parameters = {
+                deployment_id: _parameters(index)
+                for index, deployment_id in enumerate(deployment_ids)
+                if deployment_id in plan
+            }
+            started = time.monotonic()
+            await _seed_runs(client, gate, plan, parameters)
+            run_seconds = time.monotonic() - started
 
     return Seeded(
         automations=automations,
@@ -323,6 +360,7 @@ async def seed(automations: int, runs: int) -> Seeded:
         big=deployment_ids[0],
         automation_seconds=automation_seconds,
         run_seconds=run_seconds,
+        busy_retries=gate.retries,
     )
 
 
@@ -460,7 +498,9 @@ def report(rows: list[Row], seeded: Seeded, samples: int) -> str:
         f"Seeding took {seconds:.0f} s: automations {seeded.automation_seconds:.0f} s"
         f" ({seeded.automations / max(seeded.automation_seconds, 1e-9):.0f}/s),"
         f" runs {seeded.run_seconds:.0f} s"
-        f" ({total_runs / max(seeded.run_seconds, 1e-9):.0f}/s).",
+        f" ({total_runs / max(seeded.run_seconds, 1e-9):.0f}/s), {IN_FLIGHT} requests"
+        f" in flight; {seeded.busy_retries:,} requests were answered 503 (SQLite"
+        " busy) and sent again.",
         f"{samples} samples per endpoint after {WARMUP} warm-ups, facade and Prefect"
         " interleaved; latencies in ms.",
     ]

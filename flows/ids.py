@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from uuid import UUID
 
-_AUTOMATION = re.compile(r"^auto_([0-9a-f]{32})$")
-_RUN = re.compile(r"^run_([0-9a-f]{32})$")
+_AUTOMATION = re.compile(r"auto_([0-9a-f]{32})")
+_RUN = re.compile(r"run_([0-9a-f]{32})")
 
 
 def automation_id(deployment_id: UUID) -> str:
@@ -18,12 +18,12 @@ def run_id(flow_run_id: UUID) -> str:
 
 
 def deployment_id_of(public_id: str) -> UUID | None:
-    match = _AUTOMATION.match(public_id)
+    match = _AUTOMATION.fullmatch(public_id)
     return UUID(match.group(1)) if match else None
 
 
 def flow_run_id_of(public_id: str) -> UUID | None:
-    match = _RUN.match(public_id)
+    match = _RUN.fullmatch(public_id)
     return UUID(match.group(1)) if match else None
 
 

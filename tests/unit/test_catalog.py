@@ -73,7 +73,9 @@ class TestEstimateCost:
 
     def test_operator_rates_replace_the_defaults(self) -> None:
         catalog = WorkjetModelCatalog(
-            rates={"house-model": ModelRate(input=2, output=4, cache_write=0, cache_read=0)}
+            rates={
+                "house-model": ModelRate(input=2, output=4, cache_write=0, cache_read=0)
+            }
         )
 
         usage = TokenUsage(input=MILLION // 2, output=MILLION // 4)

@@ -27,7 +27,7 @@ SECRET = "whsec_test_0123456789"
 BODY: dict[str, Any] = {
     "automationId": "auto_0b6e3f3c8a594d6c9a524f1e2d3c4b5a",
     "automationName": "Morning digest",
-    "run": {"status": "success", "output": "Ünïcode ✓ and \"quotes\"", "n": 1.5},
+    "run": {"status": "success", "output": 'Ünïcode ✓ and "quotes"', "n": 1.5},
 }
 
 
@@ -63,7 +63,9 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length)
             with lock:
                 receiver.received.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    Received(
+                        self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                    )
                 )
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
 
