@@ -32,6 +32,8 @@ case "$command" in
         ;;
     test)
         shift
+        echo "Type-checking..." >&2
+        .venv/bin/python -m mypy api flows blocks standin bench
         exec .venv/bin/python -m pytest -q "$@"
         ;;
     *)

@@ -44,6 +44,7 @@ from prefect.client.schemas.sorting import DeploymentSort, FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelling
 from prefect.utilities.callables import parameter_schema
+from pydantic import SecretStr
 
 from api.errors import InvalidRequestError, NotFoundError
 from api.mapping import (
@@ -97,7 +98,9 @@ def _runs_filter(deployment_id: UUID, status: str | None = None) -> FlowRunFilte
         )
     return FlowRunFilter(
         deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]),
-        expected_start_time=FlowRunFilterExpectedStartTime(before_=_now()),
+        expected_start_time=FlowRunFilterExpectedStartTime(
+            before_=_now()  # type: ignore[arg-type]  # Prefect's alias of datetime
+        ),
         state=state,
     )
 
@@ -388,7 +391,7 @@ class AutomationService:
             if isinstance(channel, WebhookChannelIn):
                 if channel.secret:
                     secret_block = f"workjet-webhook-{secrets.token_hex(8)}"
-                    await Secret(value=channel.secret).asave(
+                    await Secret(value=SecretStr(channel.secret)).asave(
                         secret_block, client=self.client
                     )
                 else:
@@ -495,8 +498,10 @@ class AutomationService:
     async def _delete_runs(self, deployment_id: UUID) -> None:
         every_run = {"deployment_id": {"any_": [str(deployment_id)]}}
         while True:
-            response = await self.client.request(
-                "POST", "/flow_runs/bulk_delete", json={"flow_runs": every_run}
+            # The client's route list predates bulk delete; its httpx client does not.
+            response = await self.client._client.post(
+                "/flow_runs/bulk_delete", json={"flow_runs": every_run}
             )
+            response.raise_for_status()
             if not response.json().get("deleted"):
                 return

@@ -35,7 +35,7 @@ def organization_tag(organization: str) -> str:
 def load_template(path: Path, project_dir: Path) -> DeploymentTemplate:
     # Prefect reads `{{ $NAME }}` placeholders straight from os.environ.
     os.environ.setdefault("WORKJET_PROJECT_DIR", str(project_dir))
-    config = apply_values(
+    config: dict[str, Any] = apply_values(  # type: ignore[assignment]
         yaml.safe_load(path.read_text()), dict(os.environ), remove_notset=False
     )
 

@@ -56,7 +56,7 @@ def user_message(now: datetime) -> str:
 async def _update_stats(deployment_id: UUID, changes: dict[str, Any]) -> None:
     """Add this run to the automation's running totals in a Prefect variable."""
     name = stats_variable_name(deployment_id)
-    current = await Variable.aget(name, default=None)
+    current: Any = await Variable.aget(name, default=None)  # type: ignore[func-returns-value]
     stats: dict[str, Any] = dict(current) if isinstance(current, dict) else {}
 
     for key, value in changes.items():
@@ -112,7 +112,8 @@ async def _deliver(
         if isinstance(channel, WebhookChannel):
             secret = None
             if channel.secret_block:
-                secret = (await Secret.aload(channel.secret_block)).get()
+                block: Secret[str] = await Secret.aload(channel.secret_block)
+                secret = block.get()
             deliveries.append(await deliver_webhook(channel.url, body, secret))
         else:
             deliveries.append(
