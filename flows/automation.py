@@ -12,45 +12,24 @@ from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.context import get_run_context
 from prefect.variables import Variable
 
-from blocks.catalog import CATALOG_DOCUMENT_NAME, UnknownModelError, WorkjetModelCatalog
-from flows.channels import StoredChannel, WebhookChannel, target_of
-from flows.delivery import deliver_webhook
+from flows.agent import NotServedError, produce_output
+from flows.channels import StoredChannel
+from flows.delivery import deliver_all
 from flows.ids import automation_id, run_id, stats_variable_name
-from flows.model import DEFAULT_MAX_TOKENS, ModelCallError, build_client, complete
-from flows.record import Delivery, RunRecord, artifact_payload, public_run, timestamp
+from flows.model import ModelCallError
+from flows.record import RunRecord, artifact_payload, public_run, timestamp
 
 FLOW_NAME = "workjet-automation"
 SCHEDULED_TAG = "auto-scheduled"
-TRUNCATION_NOTE = "\n\n_(Output truncated: the model reached its output token limit.)_"
 
 
 class RunFailedError(RuntimeError):
     """The run ended without doing its job; the message is the run's `error`."""
-
-
-class NotServedError(RuntimeError):
-    """The automation names something this build cannot run yet."""
-
-
-async def load_catalog() -> WorkjetModelCatalog:
-    """The operator's catalogue from Prefect, or the built-in defaults."""
-    try:
-        return await WorkjetModelCatalog.aload(CATALOG_DOCUMENT_NAME)
-    except ValueError:
-        return WorkjetModelCatalog()
-
-
-def user_message(now: datetime) -> str:
-    return (
-        "Carry out your instructions now and reply with the result only."
-        f" The time is {timestamp(now)}."
-    )
 
 
 async def _update_stats(deployment_id: UUID, changes: dict[str, Any]) -> None:
@@ -65,67 +44,6 @@ async def _update_stats(deployment_id: UUID, changes: dict[str, Any]) -> None:
         else:
             stats[key] = value
     await Variable.aset(name, stats, overwrite=True)
-
-
-async def _ask_model(
-    system_prompt: str, model: str, tools: list[str], record: RunRecord
-) -> str:
-    if tools:
-        raise NotServedError(
-            "MCP connectors are not run by this build yet; this automation names "
-            + ", ".join(tools)
-        )
-
-    catalog = await load_catalog()
-    try:
-        candidates = catalog.candidates(model)
-    except UnknownModelError as unknown:
-        raise NotServedError(f"model {unknown} is not in the model catalogue") from None
-
-    reply = await complete(
-        build_client(),
-        candidates,
-        system_prompt,
-        user_message(datetime.now(UTC)),
-        max_tokens=DEFAULT_MAX_TOKENS,
-    )
-    record.model = reply.model
-    record.tokens_input = reply.usage.input
-    record.tokens_output = reply.usage.output
-    record.cache_write_tokens = reply.usage.cache_write
-    record.cache_read_tokens = reply.usage.cache_read
-    record.estimated_cost = catalog.estimate_cost(reply.model, reply.usage)
-    record.stop_reason = reply.stop_reason
-    record.has_output = bool(reply.text.strip())
-
-    if reply.stop_reason == "max_tokens":
-        return reply.text + TRUNCATION_NOTE
-    return reply.text
-
-
-async def _deliver(
-    channels: list[StoredChannel], body: dict[str, Any]
-) -> list[Delivery]:
-    deliveries: list[Delivery] = []
-
-    for channel in channels:
-        if isinstance(channel, WebhookChannel):
-            secret = None
-            if channel.secret_block:
-                block: Secret[str] = await Secret.aload(channel.secret_block)
-                secret = block.get()
-            deliveries.append(await deliver_webhook(channel.url, body, secret))
-        else:
-            deliveries.append(
-                Delivery(
-                    type=channel.type,
-                    target=target_of(channel),
-                    status="failed",
-                    error=f"{channel.type} delivery is not available in this build yet",
-                    at=timestamp(datetime.now(UTC)),
-                )
-            )
-    return deliveries
 
 
 async def _write_artifact(flow_run_id: UUID, record: RunRecord, output: str) -> None:
@@ -156,7 +74,7 @@ async def run_automation(
     record = RunRecord()
     output = ""
     try:
-        output = await _ask_model(system_prompt, model, tools or [], record)
+        output = await produce_output(system_prompt, model, tools or [], record)
     except (ModelCallError, NotServedError) as error:
         record.error = str(error)
 
@@ -165,7 +83,7 @@ async def run_automation(
 
     if record.error is None and channels:
         body = _webhook_body(flow_run, deployment_id, name, record, output, started_at)
-        record.deliveries = await _deliver(channels, body)
+        record.deliveries = await deliver_all(channels, body)
         failed = [d for d in record.deliveries if d.status == "failed"]
         if failed:
             record.error = "; ".join(

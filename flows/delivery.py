@@ -1,147 +1,41 @@
-"""Webhook delivery: a signed JSON body, retried on transient failures.
+"""Delivery of a finished run to each of its automation's channels.
 
-The body is signed with HMAC-SHA256 over the exact bytes sent, in
-`X-Workjet-Signature: sha256=<hex>`. Every attempt carries the same
-`X-Workjet-Delivery` id, so a receiver can drop duplicates, and a fresh
-`X-Workjet-Timestamp`, so it can refuse old replays. Redirects are not followed: a
-signed body must only reach the address its owner configured.
+Every channel gets a `Delivery` saying what happened; a failure never stops the
+other channels from being tried.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
-import ipaddress
-import json
-import os
-import socket
-import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
+from prefect.blocks.system import Secret
 
-from flows.record import Delivery
-
-USER_AGENT = "workjet-automations/0.1"
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_RETRY_AFTER_SECONDS = 30.0
+from flows.channels import StoredChannel, WebhookChannel, target_of
+from flows.record import Delivery, timestamp
+from flows.webhook import deliver_webhook
 
 
-class WebhookRefusedError(RuntimeError):
-    """The URL points somewhere this deployment does not send webhooks."""
+async def deliver_all(
+    channels: list[StoredChannel], body: dict[str, Any]
+) -> list[Delivery]:
+    deliveries: list[Delivery] = []
 
-
-def sign(secret: str, raw_body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
-
-
-def private_targets_allowed() -> bool:
-    return os.environ.get("WORKJET_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true")
-
-
-def check_target(url: str) -> None:
-    """Refuse loopback, private and link-local addresses unless allowed.
-
-    A production service must not let its users make it call its own network; the
-    local stack allows it so that a receiver on 127.0.0.1 works.
-    """
-    if private_targets_allowed():
-        return
-
-    host = urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror as error:
-        raise WebhookRefusedError(f"cannot resolve {host}") from error
-
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if address.is_private or address.is_loopback or address.is_link_local:
-            raise WebhookRefusedError(f"{host} resolves to a private address")
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _retry_delay(response: httpx.Response | None, attempt: int) -> float:
-    if response is not None and "retry-after" in response.headers:
-        try:
-            return min(float(response.headers["retry-after"]), MAX_RETRY_AFTER_SECONDS)
-        except ValueError:
-            pass
-    return min(0.5 * 2**attempt, MAX_RETRY_AFTER_SECONDS)
-
-
-async def deliver_webhook(
-    url: str,
-    body: dict[str, Any],
-    secret: str | None,
-    *,
-    max_attempts: int = 3,
-    timeout_seconds: float = 10.0,
-) -> Delivery:
-    """POST the body to the URL; a Delivery says how it went, it never raises."""
-    raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-    delivery_id = str(uuid.uuid4())
-    try:
-        check_target(url)
-    except WebhookRefusedError as refused:
-        return Delivery(
-            type="webhook", target=url, status="failed", error=str(refused), at=_now()
-        )
-
-    error = "not attempted"
-    async with httpx.AsyncClient(
-        timeout=timeout_seconds, follow_redirects=False
-    ) as client:
-        for attempt in range(1, max_attempts + 1):
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                "X-Workjet-Delivery": delivery_id,
-                "X-Workjet-Timestamp": str(int(time.time())),
-            }
-            if secret:
-                headers["X-Workjet-Signature"] = sign(secret, raw)
-
-            response: httpx.Response | None = None
-            try:
-                response = await client.post(url, content=raw, headers=headers)
-            except httpx.TransportError as transport_error:
-                error = f"{type(transport_error).__name__} after {attempt} attempt(s)"
-            else:
-                if response.is_success:
-                    return Delivery(
-                        type="webhook",
-                        target=url,
-                        status="delivered",
-                        attempts=attempt,
-                        at=_now(),
-                    )
-                error = f"HTTP {response.status_code}"
-                if response.status_code not in RETRY_STATUSES:
-                    return Delivery(
-                        type="webhook",
-                        target=url,
-                        status="failed",
-                        attempts=attempt,
-                        error=error,
-                        at=_now(),
-                    )
-
-            if attempt < max_attempts:
-                await asyncio.sleep(_retry_delay(response, attempt))
-
-    return Delivery(
-        type="webhook",
-        target=url,
-        status="failed",
-        attempts=max_attempts,
-        error=error,
-        at=_now(),
-    )
+    for channel in channels:
+        if isinstance(channel, WebhookChannel):
+            secret = None
+            if channel.secret_block:
+                block: Secret[str] = await Secret.aload(channel.secret_block)
+                secret = block.get()
+            deliveries.append(await deliver_webhook(channel.url, body, secret))
+        else:
+            deliveries.append(
+                Delivery(
+                    type=channel.type,
+                    target=target_of(channel),
+                    status="failed",
+                    error=f"{channel.type} delivery is not available in this build yet",
+                    at=timestamp(datetime.now(UTC)),
+                )
+            )
+    return deliveries

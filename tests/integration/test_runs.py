@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from blocks.catalog import TokenUsage, WorkjetModelCatalog
-from flows.delivery import sign
 from flows.ids import deployment_id_of, flow_run_id_of
+from flows.webhook import sign
 from tests.integration.conftest import LiveStack
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""Webhook delivery (flows.delivery) against a real HTTP receiver on loopback."""
+"""Webhook delivery (flows.webhook) against a real HTTP receiver on loopback."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from flows import delivery
-from flows.delivery import (
+from flows import webhook
+from flows.webhook import (
     MAX_RETRY_AFTER_SECONDS,
     USER_AGENT,
     deliver_webhook,
@@ -112,7 +112,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         asked.append(attempt)
         return 0.01
 
-    monkeypatch.setattr(delivery, "_retry_delay", quick)
+    monkeypatch.setattr(webhook, "_retry_delay", quick)
     return asked
 
 
@@ -276,24 +276,24 @@ class TestPrivateTargets:
     ) -> None:
         monkeypatch.delenv("WORKJET_WEBHOOK_ALLOW_PRIVATE", raising=False)
 
-        with pytest.raises(delivery.WebhookRefusedError):
-            delivery.check_target(url)
+        with pytest.raises(webhook.WebhookRefusedError):
+            webhook.check_target(url)
 
 
 class TestRetryDelay:
     def test_backoff_doubles_per_attempt(self) -> None:
-        delays = [delivery._retry_delay(None, attempt) for attempt in (1, 2, 3)]
+        delays = [webhook._retry_delay(None, attempt) for attempt in (1, 2, 3)]
 
         assert delays == [1.0, 2.0, 4.0]
 
     def test_backoff_is_capped(self) -> None:
-        assert delivery._retry_delay(None, 20) == MAX_RETRY_AFTER_SECONDS
+        assert webhook._retry_delay(None, 20) == MAX_RETRY_AFTER_SECONDS
 
     def test_retry_after_header_is_honoured_and_capped(self) -> None:
         soon = httpx.Response(503, headers={"Retry-After": "2"})
         late = httpx.Response(429, headers={"Retry-After": "3600"})
         unreadable = httpx.Response(429, headers={"Retry-After": "soon"})
 
-        assert delivery._retry_delay(soon, 1) == 2.0
-        assert delivery._retry_delay(late, 1) == MAX_RETRY_AFTER_SECONDS
-        assert delivery._retry_delay(unreadable, 2) == 2.0
+        assert webhook._retry_delay(soon, 1) == 2.0
+        assert webhook._retry_delay(late, 1) == MAX_RETRY_AFTER_SECONDS
+        assert webhook._retry_delay(unreadable, 2) == 2.0
