@@ -15,7 +15,13 @@ from prefect.exceptions import ObjectAlreadyExists
 from prefect.workers.process import ProcessWorker
 
 from api.keys import create_key, list_keys
-from blocks import WorkjetApiKey, WorkjetMcpConnector, WorkjetModelCatalog
+from blocks import (
+    WorkjetApiKey,
+    WorkjetMcpConnector,
+    WorkjetModelCatalog,
+    WorkjetSlackCredentials,
+    WorkjetSmtpServer,
+)
 from blocks.catalog import CATALOG_DOCUMENT_NAME
 from blocks.keys import DEFAULT_ORGANIZATION
 
@@ -23,7 +29,14 @@ logger = logging.getLogger(__name__)
 
 
 async def register_blocks(client: PrefectClient) -> None:
-    for block in (WorkjetApiKey, WorkjetMcpConnector, WorkjetModelCatalog, Secret):
+    for block in (
+        WorkjetApiKey,
+        WorkjetMcpConnector,
+        WorkjetModelCatalog,
+        WorkjetSlackCredentials,
+        WorkjetSmtpServer,
+        Secret,
+    ):
         await block.aregister_type_and_schema(client=client)
 
 

@@ -27,7 +27,6 @@ import httpx
 from flows.record import Delivery
 
 USER_AGENT = "workjet-automations/0.1"
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 30.0
 
 
@@ -62,6 +61,11 @@ def check_target(url: str) -> None:
         address = ipaddress.ip_address(info[4][0])
         if address.is_private or address.is_loopback or address.is_link_local:
             raise WebhookRefusedError(f"{host} resolves to a private address")
+
+
+def retryable(status_code: int) -> bool:
+    """429 and every 5xx may pass; any other answer would be the same next time."""
+    return status_code == 429 or 500 <= status_code <= 599
 
 
 def _now() -> str:
@@ -124,7 +128,7 @@ async def deliver_webhook(
                         at=_now(),
                     )
                 error = f"HTTP {response.status_code}"
-                if response.status_code not in RETRY_STATUSES:
+                if not retryable(response.status_code):
                     return Delivery(
                         type="webhook",
                         target=url,

@@ -186,6 +186,11 @@ class TestRetries:
         assert len(ids) == 1
         bodies = {request.body for request in receiver.received}
         assert len(bodies) == 1
+        for request in receiver.received:
+            expected = hmac.new(SECRET.encode(), request.body, hashlib.sha256)
+            assert request.headers["x-workjet-signature"] == (
+                f"sha256={expected.hexdigest()}"
+            )
         assert fast_retries == [1, 2]
 
     async def test_server_errors_on_every_attempt_fail_after_all_attempts(
