@@ -22,6 +22,20 @@ setup() {
         .venv/bin/python -m pip install --quiet -e '.[dev]' >&2
         echo "$wanted" > "$stamp"
     fi
+
+    # The reference MCP filesystem server, for connectors and their tests; the
+    # lock file pins every package, and the stamp skips npm when nothing changed.
+    npm_stamp=node_modules/.workjet-installed
+    npm_wanted=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
+    if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_wanted" ]; then
+        if ! command -v npm >/dev/null; then
+            echo "npm is not installed: the MCP filesystem server (and its tests) need Node.js 20+." >&2
+            return
+        fi
+        echo "Installing MCP servers into node_modules..." >&2
+        npm ci --no-audit --no-fund --loglevel=error >&2
+        echo "$npm_wanted" > "$npm_stamp"
+    fi
 }
 
 command=${1:-up}

@@ -1,22 +1,71 @@
-"""The model step of a run: resolve the automation's model, ask it, account for it.
+"""The model step of a run: resolve the model, open the connectors, run the loop.
 
-Connectors (`tools`) are validated by the API but not run yet, so an automation that
-names any fails here with an error that says so rather than running without them.
+A run is a conversation. The model answers, or asks for tools; each call goes to
+the automation's MCP connectors and its result goes back, until the model ends its
+turn. The loop is bounded by a number of turns and by a wall-clock budget for the
+whole step, connectors' start-up included; the tokens of every turn are counted.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+import anthropic
+import anyio
+from prefect import get_run_logger
+from prefect.artifacts import acreate_table_artifact
+from prefect.context import FlowRunContext
+from prefect.exceptions import MissingContextError
 
 from blocks.catalog import CATALOG_DOCUMENT_NAME, UnknownModelError, WorkjetModelCatalog
-from flows.model import DEFAULT_MAX_TOKENS, build_client, complete
-from flows.record import RunRecord, timestamp
+from blocks.connectors import WorkjetMcpConnector
+from flows.connectors import ConnectorError, Toolbox, open_connectors
+from flows.model import (
+    DEFAULT_MAX_TOKENS,
+    ModelTurn,
+    ToolUse,
+    build_client,
+    complete_turn,
+)
+from flows.record import RunRecord, ToolCall, timestamp
 
 TRUNCATION_NOTE = "\n\n_(Output truncated: the model reached its output token limit.)_"
+MAX_TURNS_VARIABLE = "WORKJET_AGENT_MAX_TURNS"
+TIME_BUDGET_VARIABLE = "WORKJET_AGENT_TIME_BUDGET_SECONDS"
+DEFAULT_MAX_TURNS = 20
+DEFAULT_TIME_BUDGET_SECONDS = 900.0
+
+Json = dict[str, Any]
 
 
-class NotServedError(RuntimeError):
-    """The automation names something this build cannot run yet."""
+class AgentError(RuntimeError):
+    """The model step could not finish; the message is the run's `error`."""
+
+
+class NotServedError(AgentError):
+    """The automation names something this build cannot run."""
+
+
+@dataclass(frozen=True)
+class AgentLimits:
+    """How far one run's loop may go: model turns, and seconds for the whole step."""
+
+    max_turns: int = DEFAULT_MAX_TURNS
+    time_budget_seconds: float = DEFAULT_TIME_BUDGET_SECONDS
+
+    @classmethod
+    def from_environment(cls) -> AgentLimits:
+        return cls(
+            max_turns=int(os.environ.get(MAX_TURNS_VARIABLE, DEFAULT_MAX_TURNS)),
+            time_budget_seconds=float(
+                os.environ.get(TIME_BUDGET_VARIABLE, DEFAULT_TIME_BUDGET_SECONDS)
+            ),
+        )
 
 
 async def load_catalog() -> WorkjetModelCatalog:
@@ -34,37 +83,201 @@ def user_message(now: datetime) -> str:
     )
 
 
-async def produce_output(
-    system_prompt: str, model: str, tools: list[str], record: RunRecord
-) -> str:
-    if tools:
-        raise NotServedError(
-            "MCP connectors are not run by this build yet; this automation names "
-            + ", ".join(tools)
-        )
+async def load_connectors(ids: list[str]) -> list[tuple[str, WorkjetMcpConnector]]:
+    """The automation's connector blocks, secrets included, in the order named."""
+    loaded: list[tuple[str, WorkjetMcpConnector]] = []
+    for connector_id in ids:
+        try:
+            loaded.append((connector_id, await WorkjetMcpConnector.aload(connector_id)))
+        except ValueError:
+            raise AgentError(
+                f"connector '{connector_id}' is not configured any more; configure a"
+                f" 'Workjet MCP Connector' block named '{connector_id}' or remove it"
+                " from the automation's tools"
+            ) from None
+    return loaded
 
+
+async def produce_output(
+    system_prompt: str,
+    model: str,
+    tools: list[str],
+    record: RunRecord,
+    limits: AgentLimits | None = None,
+) -> str:
     catalog = await load_catalog()
     try:
         candidates = catalog.candidates(model)
     except UnknownModelError as unknown:
         raise NotServedError(f"model {unknown} is not in the model catalogue") from None
 
-    reply = await complete(
+    connectors = await load_connectors(tools)
+    agent = Agent(
         build_client(),
+        catalog,
         candidates,
-        system_prompt,
-        user_message(datetime.now(UTC)),
-        max_tokens=DEFAULT_MAX_TOKENS,
+        record,
+        limits or AgentLimits.from_environment(),
     )
-    record.model = reply.model
-    record.tokens_input = reply.usage.input
-    record.tokens_output = reply.usage.output
-    record.cache_write_tokens = reply.usage.cache_write
-    record.cache_read_tokens = reply.usage.cache_read
-    record.estimated_cost = catalog.estimate_cost(reply.model, reply.usage)
-    record.stop_reason = reply.stop_reason
-    record.has_output = bool(reply.text.strip())
+    try:
+        return await agent.run(system_prompt, connectors)
+    finally:
+        await publish_transcript(record)
 
-    if reply.stop_reason == "max_tokens":
-        return reply.text + TRUNCATION_NOTE
-    return reply.text
+
+class Agent:
+    """One run's conversation with the model, and the tool calls it asks for."""
+
+    def __init__(
+        self,
+        client: anthropic.AsyncAnthropic,
+        catalog: WorkjetModelCatalog,
+        candidates: list[str],
+        record: RunRecord,
+        limits: AgentLimits,
+    ) -> None:
+        self.client = client
+        self.catalog = catalog
+        self.candidates = candidates
+        self.record = record
+        self.limits = limits
+        self.deadline = 0.0
+
+    async def run(
+        self, system_prompt: str, connectors: list[tuple[str, WorkjetMcpConnector]]
+    ) -> str:
+        budget = self.limits.time_budget_seconds
+        self.deadline = time.monotonic() + budget
+        try:
+            with anyio.fail_after(budget):
+                async with open_connectors(connectors) as toolbox:
+                    return await self._converse(system_prompt, toolbox)
+        except TimeoutError:
+            raise AgentError(
+                f"the run went past its time budget of {budget:g} s"
+                f" ({TIME_BUDGET_VARIABLE})"
+            ) from None
+        except ConnectorError as error:
+            raise AgentError(str(error)) from error
+
+    async def _converse(self, system_prompt: str, toolbox: Toolbox) -> str:
+        messages: list[Json] = [
+            {"role": "user", "content": user_message(datetime.now(UTC))}
+        ]
+        tools = [tool.as_param() for tool in toolbox.tools]
+
+        for number in range(1, self.limits.max_turns + 1):
+            turn = await complete_turn(
+                self.client,
+                self._preferred_models(),
+                system_prompt,
+                messages,
+                tools,
+                max_tokens=DEFAULT_MAX_TOKENS,
+            )
+            self._account(turn)
+            if turn.stop_reason != "tool_use" or not turn.tool_uses:
+                return _output_of(turn)
+            if number == self.limits.max_turns:
+                break  # no model turn is left to read what the tools would return
+
+            messages.append({"role": "assistant", "content": turn.content})
+            results = await self._call_tools(toolbox, turn.tool_uses)
+            messages.append({"role": "user", "content": results})
+
+        raise AgentError(
+            f"the model was still asking for tools after {self.limits.max_turns}"
+            f" turns, the limit ({MAX_TURNS_VARIABLE})"
+        )
+
+    def _preferred_models(self) -> list[str]:
+        """The model that answered last goes first: one overloaded model should not
+        cost every later turn its retries."""
+        last = self.record.model
+        if last not in self.candidates:
+            return self.candidates
+        return [last, *(model for model in self.candidates if model != last)]
+
+    def _account(self, turn: ModelTurn) -> None:
+        record = self.record
+        record.model = turn.model
+        record.tokens_input += turn.usage.input
+        record.tokens_output += turn.usage.output
+        record.cache_write_tokens += turn.usage.cache_write
+        record.cache_read_tokens += turn.usage.cache_read
+        cost = self.catalog.estimate_cost(turn.model, turn.usage)
+        record.estimated_cost = round(record.estimated_cost + cost, 6)
+        record.stop_reason = turn.stop_reason
+        record.has_output = bool(turn.text.strip())
+
+    async def _call_tools(self, toolbox: Toolbox, uses: list[ToolUse]) -> list[Json]:
+        logger = run_logger()
+        results: list[Json] = []
+
+        for use in uses:
+            remaining = self.deadline - time.monotonic()
+            outcome = await toolbox.call(use.name, use.input, remaining)
+            self.record.tool_calls.append(
+                ToolCall(
+                    connector=outcome.connector,
+                    tool=outcome.tool,
+                    duration=outcome.duration_ms,
+                    failed=outcome.failed,
+                    error=outcome.error,
+                )
+            )
+            logger.info(
+                "tool call connector=%s tool=%s ms=%d failed=%s",
+                outcome.connector,
+                outcome.tool,
+                outcome.duration_ms,
+                str(outcome.failed).lower(),
+            )
+            result: Json = {
+                "type": "tool_result",
+                "tool_use_id": use.id,
+                "content": outcome.content,
+            }
+            if outcome.failed:
+                result["is_error"] = True
+            results.append(result)
+        return results
+
+
+def _output_of(turn: ModelTurn) -> str:
+    if turn.stop_reason == "max_tokens":
+        return turn.text + TRUNCATION_NOTE
+    return turn.text
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """Prefect's run logger inside a flow; the module's logger elsewhere (tests)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+async def publish_transcript(record: RunRecord) -> None:
+    """The run's tool calls as a table in the Prefect UI, beside its output.
+
+    A table, not markdown: the run's one markdown artifact is its record.
+    """
+    if not record.tool_calls or FlowRunContext.get() is None:
+        return
+
+    rows = [
+        {
+            "call": index,
+            "connector": call.connector,
+            "tool": call.tool,
+            "ms": call.duration,
+            "failed": call.failed,
+            "error": call.error or "",
+        }
+        for index, call in enumerate(record.tool_calls, start=1)
+    ]
+    try:
+        await acreate_table_artifact(table=rows, description="Workjet tool calls")
+    except Exception as error:
+        run_logger().warning("tool call table not saved error=%s", type(error).__name__)

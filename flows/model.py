@@ -9,7 +9,8 @@ would fail the same way (a bad request, a wrong key).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import anthropic
 from anthropic.types import Message
@@ -30,6 +31,21 @@ class ModelReply:
     text: str
     stop_reason: str | None
     usage: TokenUsage
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelTurn(ModelReply):
+    """One turn of a conversation: the reply, and what to send back as its echo."""
+
+    content: list[dict[str, Any]] = field(default_factory=list)
+    tool_uses: list[ToolUse] = field(default_factory=list)
 
 
 def build_client(timeout_seconds: float = 600.0) -> anthropic.AsyncAnthropic:
@@ -61,24 +77,70 @@ def _is_capacity_error(error: anthropic.APIStatusError) -> bool:
     return error.status_code in (429, 529)
 
 
-async def complete(
+async def complete_turn(
     client: anthropic.AsyncAnthropic,
     candidates: list[str],
     system_prompt: str,
-    user_message: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
     max_tokens: int = DEFAULT_MAX_TOKENS,
-) -> ModelReply:
-    """Ask the first model of `candidates` that answers, falling back on capacity."""
+) -> ModelTurn:
+    """One turn of a conversation: the first model of `candidates` that answers,
+    falling back to the next on capacity."""
+    request: dict[str, Any] = {
+        "max_tokens": max_tokens,
+        "system": system_prompt,
+        "messages": messages,
+    }
+    if tools:
+        request["tools"] = tools
+
+    model, message = await _create(client, candidates, request)
+    tool_uses = [
+        ToolUse(block.id, block.name, dict(block.input))
+        for block in message.content
+        if block.type == "tool_use"
+    ]
+    return ModelTurn(
+        model=message.model or model,
+        text=text_of(message),
+        stop_reason=message.stop_reason,
+        usage=usage_of(message),
+        content=echo_of(message),
+        tool_uses=tool_uses,
+    )
+
+
+def echo_of(message: Message) -> list[dict[str, Any]]:
+    """The reply as the next request's assistant message.
+
+    Empty text blocks are dropped: the API refuses them in a request even though
+    it sends them (a reply that goes straight to a tool call often has one).
+    """
+    echo: list[dict[str, Any]] = []
+    for block in message.content:
+        if block.type == "text" and block.text.strip():
+            echo.append({"type": "text", "text": block.text})
+        elif block.type == "tool_use":
+            echo.append(
+                {
+                    "type": "tool_use",
+                    "id": block.id,
+                    "name": block.name,
+                    "input": block.input,
+                }
+            )
+    return echo
+
+
+async def _create(
+    client: anthropic.AsyncAnthropic, candidates: list[str], request: dict[str, Any]
+) -> tuple[str, Message]:
     failures: list[str] = []
 
     for model in candidates:
         try:
-            message = await client.messages.create(
-                model=model,
-                max_tokens=max_tokens,
-                system=system_prompt,
-                messages=[{"role": "user", "content": user_message}],
-            )
+            message = await client.messages.create(model=model, **request)
         except anthropic.APIStatusError as error:
             if not _is_capacity_error(error):
                 raise ModelCallError(
@@ -90,13 +152,7 @@ async def complete(
         except anthropic.APIConnectionError as error:
             failures.append(f"{model}: cannot connect ({type(error).__name__})")
             continue
-
-        return ModelReply(
-            model=message.model or model,
-            text=text_of(message),
-            stop_reason=message.stop_reason,
-            usage=usage_of(message),
-        )
+        return model, message
 
     raise ModelCallError("no model could answer: " + "; ".join(failures))
 

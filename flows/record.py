@@ -32,6 +32,16 @@ class Delivery(BaseModel):
     at: str | None = None
 
 
+class ToolCall(BaseModel):
+    """One call of an MCP tool during the run; `duration` is in milliseconds."""
+
+    connector: str
+    tool: str
+    duration: int
+    failed: bool
+    error: str | None = None
+
+
 class RunRecord(BaseModel):
     """Everything a run reports beyond what Prefect's flow run already knows."""
 
@@ -45,6 +55,7 @@ class RunRecord(BaseModel):
     error: str | None = None
     has_output: bool = False
     deliveries: list[Delivery] = Field(default_factory=list)
+    tool_calls: list[ToolCall] = Field(default_factory=list)
 
 
 def encode_metadata(record: RunRecord) -> dict[str, str]:
@@ -96,6 +107,7 @@ def public_run(
     record: RunRecord | None,
     output: str | None,
     error: str | None = None,
+    replay_of: str | None = None,
 ) -> dict[str, Any]:
     """A run in the API's shape; the webhook body carries the same object."""
     record = record or RunRecord()
@@ -121,4 +133,6 @@ def public_run(
         "model": record.model,
         "error": (record.error or error) if status == "failure" else None,
         "deliveries": [d.model_dump() for d in record.deliveries],
+        "toolCalls": [call.model_dump() for call in record.tool_calls],
+        "replayOf": replay_of,
     }
