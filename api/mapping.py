@@ -22,10 +22,10 @@ from api.schemas import (
     RunOut,
     WebhookChannelIn,
 )
-from flows.automation import SCHEDULED_TAG
 from flows.channels import StoredChannel
 from flows.ids import automation_id, run_id
 from flows.record import decode_metadata, public_run, timestamp
+from flows.triggers import replay_of, trigger_of
 
 RUN_STATE_TYPES: dict[str, list[StateType]] = {
     "success": [StateType.COMPLETED],
@@ -110,7 +110,7 @@ def automation_out(
     return AutomationOut(
         id=automation_id(deployment.id),
         name=str(parameters.get("name") or deployment.name),
-        description=deployment.description,
+        description=deployment.description or None,
         status="paused" if deployment.paused else "active",
         schedule=cron,
         timezone=zone,
@@ -134,20 +134,22 @@ def run_out(flow_run: FlowRun, artifact: Artifact | None) -> RunOut:
 
     fallback_error = None
     if status == "failure" and state is not None:
-        if state.type == StateType.CANCELLED:
-            fallback_error = "cancelled"
-        else:
-            fallback_error = state.message or state.name
+        fallback_error = state.message or state.name
+    if state is not None and state.type == StateType.CANCELLED:
+        # Whatever the run had recorded before, it ended because it was cancelled.
+        record = record.model_copy(update={"error": "cancelled"}) if record else None
+        fallback_error = "cancelled"
 
     run = public_run(
         run_id=run_id(flow_run.id),
         automation_id=automation_id(flow_run.deployment_id),
         status=status,
-        trigger="schedule" if SCHEDULED_TAG in flow_run.tags else "manual",
+        trigger=trigger_of(flow_run.tags),
         started_at=flow_run.start_time or flow_run.expected_start_time,
         completed_at=flow_run.end_time,
         record=record,
         output=output,
         error=fallback_error,
+        replay_of=replay_of(flow_run.tags),
     )
     return RunOut.model_validate(run)

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    Header,
+    Query,
+    Request,
+    Response,
+    status,
+)
 
-from api.errors import AuthenticationError, ErrorBodyDoc
+from api import examples
+from api.errors import AuthenticationError, ErrorBodyDoc, InvalidRequestError
+from api.idempotency import IdempotencyStore
 from api.keys import KeyVerifier
+from api.run_filters import RunQuery
+from api.runs import RunService
+from api.schedules import timezone_names
 from api.schemas import (
     ActivateOut,
     AutomationCreate,
@@ -17,15 +32,29 @@ from api.schemas import (
     ManualRunOut,
     PauseOut,
     RunList,
+    RunLogs,
+    RunOut,
+    SchedulePreview,
+    TimezoneList,
 )
 from api.service import AutomationService
 
 router = APIRouter(responses=ErrorBodyDoc)
 
 
-def _service(request: Request) -> AutomationService:
+async def _service(request: Request) -> AutomationService:
     service: AutomationService = request.app.state.service
     return service
+
+
+async def _runs(request: Request) -> RunService:
+    runs: RunService = request.app.state.runs
+    return runs
+
+
+async def _idempotency(request: Request) -> IdempotencyStore:
+    store: IdempotencyStore = request.app.state.idempotency
+    return store
 
 
 async def _organization(request: Request) -> str:
@@ -46,7 +75,20 @@ async def _organization(request: Request) -> str:
 
 Organization = Annotated[str, Depends(_organization)]
 Service = Annotated[AutomationService, Depends(_service)]
+Runs = Annotated[RunService, Depends(_runs)]
+Idempotency = Annotated[IdempotencyStore, Depends(_idempotency)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Send the same key to retry safely: the first answer is returned"
+        " again for 24 hours instead of acting twice.",
+    ),
+]
+# Any offset a database can hold; past the end a page is simply empty.
+MAX_OFFSET = 2**31 - 1
 RunStatus = Literal["success", "failure", "running"]
+RunTrigger = Literal["schedule", "manual", "replay"]
 
 
 @router.get("/automations", response_model=AutomationList)
@@ -54,18 +96,52 @@ async def list_automations(
     organization: Organization,
     service: Service,
     limit: Annotated[int, Query(ge=1, le=200)] = 200,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> AutomationList:
     return await service.list_automations(organization, limit, offset)
 
 
 @router.post(
-    "/automations", status_code=status.HTTP_201_CREATED, response_model=AutomationOut
+    "/automations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AutomationOut,
+    responses={201: examples.answer(examples.AUTOMATION, "The new automation.")},
 )
 async def create_automation(
-    body: AutomationCreate, organization: Organization, service: Service
+    body: Annotated[
+        AutomationCreate,
+        Body(
+            openapi_examples={
+                "reference": {
+                    "summary": "The reference's example",
+                    "value": examples.CREATE_BODY,
+                }
+            }
+        ),
+    ],
+    organization: Organization,
+    service: Service,
+    store: Idempotency,
+    idempotency_key: IdempotencyKey = None,
 ) -> AutomationOut:
-    return await service.create(organization, body)
+    if idempotency_key is None:
+        return await service.create(organization, body)
+
+    async def recall(stored: dict[str, Any]) -> AutomationOut:
+        automation = await service.read(organization, str(stored["id"]))
+        automation.runs = None
+        return automation
+
+    answer, _ = await store.run_once(
+        organization=organization,
+        endpoint="create",
+        key=idempotency_key,
+        body=body.model_dump(mode="json", by_alias=True, exclude_unset=True),
+        act=lambda: service.create(organization, body),
+        remember=lambda automation: {"id": automation.id},
+        recall=recall,
+    )
+    return answer
 
 
 @router.get("/automations/{automation_id}", response_model=AutomationOut)
@@ -111,25 +187,149 @@ async def pause_automation(
     "/automations/{automation_id}/run",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ManualRunOut,
+    responses={202: examples.answer(examples.MANUAL_RUN, "The run, queued.")},
 )
 async def run_automation_now(
-    automation_id: str, organization: Organization, service: Service
+    automation_id: str,
+    organization: Organization,
+    runs: Runs,
+    store: Idempotency,
+    idempotency_key: IdempotencyKey = None,
 ) -> ManualRunOut:
-    return await service.run_now(organization, automation_id)
+    if idempotency_key is None:
+        return await runs.start(organization, automation_id)
+
+    async def recall(stored: dict[str, Any]) -> ManualRunOut:
+        return ManualRunOut.model_validate(stored)
+
+    answer, _ = await store.run_once(
+        organization=organization,
+        endpoint=f"run:{automation_id}",
+        key=idempotency_key,
+        body={},
+        act=lambda: runs.start(organization, automation_id),
+        remember=lambda run: run.model_dump(mode="json", by_alias=True),
+        recall=recall,
+    )
+    return answer
 
 
 @router.get("/automations/{automation_id}/runs", response_model=RunList)
 async def list_runs(
     automation_id: str,
     organization: Organization,
-    service: Service,
+    runs: Runs,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
+    trigger: Annotated[RunTrigger | None, Query()] = None,
+    started_from: Annotated[
+        datetime | None, Query(alias="from", description="startedAt at or after")
+    ] = None,
+    started_to: Annotated[
+        datetime | None, Query(alias="to", description="startedAt before")
+    ] = None,
 ) -> RunList:
-    return await service.list_runs(
-        organization, automation_id, limit, offset, run_status
+    query = RunQuery(
+        status=run_status,
+        trigger=trigger,
+        started_from=_aware("from", started_from),
+        started_to=_aware("to", started_to),
     )
+    if (
+        query.started_from
+        and query.started_to
+        and query.started_from > query.started_to
+    ):
+        raise InvalidRequestError("from: must not be later than 'to'.", param="from")
+    return await runs.list_runs(organization, automation_id, limit, offset, query)
+
+
+@router.get(
+    "/automations/{automation_id}/runs/{run_id}",
+    response_model=RunOut,
+    responses={200: examples.answer(examples.RUN, "The run.")},
+)
+async def read_run(
+    automation_id: str, run_id: str, organization: Organization, runs: Runs
+) -> RunOut:
+    return await runs.read(organization, automation_id, run_id)
+
+
+@router.post(
+    "/automations/{automation_id}/runs/{run_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunOut,
+)
+async def cancel_run(
+    automation_id: str, run_id: str, organization: Organization, runs: Runs
+) -> RunOut:
+    return await runs.cancel(organization, automation_id, run_id)
+
+
+@router.post(
+    "/automations/{automation_id}/runs/{run_id}/replay",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ManualRunOut,
+    responses={
+        202: examples.answer(
+            {**examples.MANUAL_RUN, "replayOf": examples.RUN_ID}, "The new run."
+        )
+    },
+)
+async def replay_run(
+    automation_id: str, run_id: str, organization: Organization, runs: Runs
+) -> ManualRunOut:
+    return await runs.start(organization, automation_id, replay=run_id)
+
+
+@router.get(
+    "/automations/{automation_id}/runs/{run_id}/logs",
+    response_model=RunLogs,
+    responses={200: examples.answer(examples.LOGS, "The run's log lines.")},
+)
+async def read_run_logs(
+    automation_id: str,
+    run_id: str,
+    organization: Organization,
+    runs: Runs,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> RunLogs:
+    return await runs.logs(organization, automation_id, run_id, limit, offset)
+
+
+@router.get(
+    "/automations/{automation_id}/schedule",
+    response_model=SchedulePreview,
+    responses={200: examples.answer(examples.SCHEDULE, "The next fire times.")},
+)
+async def preview_schedule(
+    automation_id: str,
+    organization: Organization,
+    service: Service,
+    count: Annotated[int, Query(ge=1, le=50)] = 10,
+    start: Annotated[
+        datetime | None,
+        Query(alias="from", description="Fire times at or after this; default now."),
+    ] = None,
+) -> SchedulePreview:
+    start = _aware("from", start)
+    return await service.preview(organization, automation_id, count, start)
+
+
+@router.get("/timezones", response_model=TimezoneList)
+async def list_timezones(organization: Organization) -> TimezoneList:
+    names = timezone_names()
+    return TimezoneList(timezones=names, total=len(names))
+
+
+def _aware(param: str, moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        raise InvalidRequestError(
+            f"{param}: give a timezone, e.g. 2026-04-14T13:00:00Z.", param=param
+        )
+    return moment
 
 
 @router.get("/health", include_in_schema=False)

@@ -17,6 +17,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import PrefectClient
@@ -28,16 +29,14 @@ from prefect.client.schemas.actions import (
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
-    ArtifactFilterType,
     DeploymentFilter,
     DeploymentFilterTags,
     FlowRunFilter,
     FlowRunFilterDeploymentId,
-    FlowRunFilterExpectedStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import Artifact, StateType
+from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.client.schemas.sorting import DeploymentSort, FlowRunSort
@@ -46,9 +45,8 @@ from prefect.states import Cancelling
 from prefect.utilities.callables import parameter_schema
 from pydantic import SecretStr
 
-from api.errors import InvalidRequestError, NotFoundError
+from api.errors import InvalidRequestError, NotFoundError, quoted_id
 from api.mapping import (
-    RUN_STATE_TYPES,
     automation_out,
     flow_parameters,
     next_run_at,
@@ -58,6 +56,8 @@ from api.mapping import (
     stored_channels,
 )
 from api.prefect_calls import prefect_boundary
+from api.run_filters import RunQuery, history_filter
+from api.schedules import describe_cron, next_fire_times
 from api.schemas import (
     ActivateOut,
     AutomationCreate,
@@ -65,10 +65,10 @@ from api.schemas import (
     AutomationOut,
     AutomationUpdate,
     ChannelIn,
-    ManualRunOut,
+    FireTime,
     PauseOut,
-    RunList,
     RunSummary,
+    SchedulePreview,
     WebhookChannelIn,
 )
 from api.template import DeploymentTemplate, organization_tag
@@ -77,7 +77,7 @@ from blocks.connectors import WorkjetMcpConnector
 from flows.automation import FLOW_NAME, run_automation
 from flows.channels import WebhookChannel
 from flows.ids import automation_id, deployment_id_of, stats_variable_name
-from flows.record import ARTIFACT_TYPE, timestamp
+from flows.record import timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -90,19 +90,7 @@ def _now() -> datetime:
 
 
 def _runs_filter(deployment_id: UUID, status: str | None = None) -> FlowRunFilter:
-    """Run history: this deployment's runs that are due, never future schedules."""
-    state = None
-    if status is not None:
-        state = FlowRunFilterState(
-            type=FlowRunFilterStateType(any_=RUN_STATE_TYPES[status])
-        )
-    return FlowRunFilter(
-        deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]),
-        expected_start_time=FlowRunFilterExpectedStartTime(
-            before_=_now()  # type: ignore[arg-type]  # Prefect's alias of datetime
-        ),
-        state=state,
-    )
+    return history_filter(deployment_id, RunQuery(status=status), _now())
 
 
 class AutomationService:
@@ -125,7 +113,8 @@ class AutomationService:
         deployment_id = await self.client.create_deployment(
             flow_id=await self._automation_flow_id(),
             name=self._deployment_name(body.name),
-            description=body.description,
+            # Prefect stores None as the text "None"; no description is "".
+            description=body.description or "",
             parameters=flow_parameters(body, channels),
             parameter_openapi_schema=self._parameter_schema,
             schedules=[
@@ -177,7 +166,7 @@ class AutomationService:
 
     @prefect_boundary
     async def read(self, organization: str, public_id: str) -> AutomationOut:
-        deployment = await self._read_owned(organization, public_id)
+        deployment = await self.read_owned(organization, public_id)
         stats = (await self._read_stats([deployment.id])).get(deployment.id, {})
 
         automation = automation_out(deployment, stats, _now())
@@ -188,7 +177,7 @@ class AutomationService:
     async def update(
         self, organization: str, public_id: str, body: AutomationUpdate
     ) -> AutomationOut:
-        deployment = await self._read_owned(organization, public_id)
+        deployment = await self.read_owned(organization, public_id)
         fields = body.model_fields_set
         parameters = dict(deployment.parameters or {})
 
@@ -211,7 +200,7 @@ class AutomationService:
 
         update = DeploymentUpdate(parameters=parameters)
         if "description" in fields:
-            update.description = body.description
+            update.description = body.description or ""
         if body.schedule is not None or body.timezone is not None:
             cron, zone, _ = schedule_of(deployment)
             update.schedules = [
@@ -230,7 +219,7 @@ class AutomationService:
 
     @prefect_boundary
     async def delete(self, organization: str, public_id: str) -> None:
-        deployment = await self._read_owned(organization, public_id)
+        deployment = await self.read_owned(organization, public_id)
 
         # Pausing first stops the scheduler adding runs while history is removed.
         await self.client.pause_deployment(deployment.id)
@@ -244,14 +233,14 @@ class AutomationService:
 
     @prefect_boundary
     async def pause(self, organization: str, public_id: str) -> PauseOut:
-        deployment = await self._read_owned(organization, public_id)
+        deployment = await self.read_owned(organization, public_id)
         await self.client.pause_deployment(deployment.id)
         logger.info("automation paused automation=%s", public_id)
         return PauseOut(id=public_id, status="paused")
 
     @prefect_boundary
     async def activate(self, organization: str, public_id: str) -> ActivateOut:
-        deployment = await self._read_owned(organization, public_id)
+        deployment = await self.read_owned(organization, public_id)
         await self.client.resume_deployment(deployment.id)
         deployment.paused = False
         logger.info("automation activated automation=%s", public_id)
@@ -259,54 +248,41 @@ class AutomationService:
             id=public_id, status="active", next_run_at=next_run_at(deployment, _now())
         )
 
-    # ---- runs ------------------------------------------------------------------
-
     @prefect_boundary
-    async def run_now(self, organization: str, public_id: str) -> ManualRunOut:
-        deployment = await self._read_owned(organization, public_id)
-        flow_run = await self.client.create_flow_run_from_deployment(deployment.id)
-        logger.info(
-            "manual run requested automation=%s run=run_%s", public_id, flow_run.id.hex
-        )
-        return ManualRunOut(
-            run_id=f"run_{flow_run.id.hex}",
-            automation_id=public_id,
-            status="running",
-            started_at=timestamp(flow_run.expected_start_time or _now()) or "",
-        )
-
-    @prefect_boundary
-    async def list_runs(
+    async def preview(
         self,
         organization: str,
         public_id: str,
-        limit: int,
-        offset: int,
-        status: str | None,
-    ) -> RunList:
-        deployment = await self._read_owned(organization, public_id)
-        history = _runs_filter(deployment.id, status)
+        count: int,
+        start: datetime | None = None,
+    ) -> SchedulePreview:
+        """The next fire times from Prefect's own computation, as `nextRunAt` is."""
+        deployment = await self.read_owned(organization, public_id)
+        cron, zone, _ = schedule_of(deployment)
 
-        total = await self.client.count_flow_runs(flow_run_filter=history)
-        flow_runs = await self.client.read_flow_runs(
-            flow_run_filter=history,
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-            limit=limit,
-            offset=offset,
-        )
-        artifacts = await self._read_records([run.id for run in flow_runs])
-        return RunList(
-            runs=[run_out(run, artifacts.get(run.id)) for run in flow_runs],
-            total=total,
+        after = start or _now()
+        times = next_fire_times(cron, zone, after=after, count=count) if cron else []
+        local_zone = ZoneInfo(zone)
+        return SchedulePreview(
+            id=public_id,
+            schedule=cron,
+            timezone=zone,
+            description=describe_cron(cron) if cron else "",
+            status="paused" if deployment.paused else "active",
+            next_runs=[
+                FireTime(
+                    at=timestamp(moment) or "",
+                    local=moment.astimezone(local_zone).isoformat(),
+                )
+                for moment in times
+            ],
         )
 
     # ---- helpers -----------------------------------------------------------------
 
-    async def _read_owned(
-        self, organization: str, public_id: str
-    ) -> DeploymentResponse:
+    async def read_owned(self, organization: str, public_id: str) -> DeploymentResponse:
         missing = NotFoundError(
-            f"No automation '{public_id}' in this organization.", param="id"
+            f"No automation {quoted_id(public_id)} in this organization.", param="id"
         )
         deployment_id = deployment_id_of(public_id)
         if deployment_id is None:
@@ -467,19 +443,6 @@ class AutomationService:
             estimated_cost=float(stats.get("estimatedCost", 0.0)),
         )
 
-    async def _read_records(self, flow_run_ids: list[UUID]) -> dict[UUID, Artifact]:
-        if not flow_run_ids:
-            return {}
-
-        artifacts = await self.client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=flow_run_ids),
-                type=ArtifactFilterType(any_=[ARTIFACT_TYPE]),
-            ),
-            limit=min(len(flow_run_ids) * 2, 200),
-        )
-        return {a.flow_run_id: a for a in artifacts if a.flow_run_id is not None}
-
     async def _cancel_active_runs(self, deployment_id: UUID) -> None:
         active = await self.client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
@@ -496,6 +459,10 @@ class AutomationService:
             )
 
     async def _delete_runs(self, deployment_id: UUID) -> None:
+        """Delete the runs, 50 at a time as Prefect allows, and their artifacts.
+
+        Prefect keeps a deleted run's artifacts, and those hold the run's output.
+        """
         every_run = {"deployment_id": {"any_": [str(deployment_id)]}}
         while True:
             # The client's route list predates bulk delete; its httpx client does not.
@@ -503,5 +470,18 @@ class AutomationService:
                 "/flow_runs/bulk_delete", json={"flow_runs": every_run}
             )
             response.raise_for_status()
-            if not response.json().get("deleted"):
+            deleted = [UUID(i) for i in response.json().get("deleted", [])]
+            if not deleted:
                 return
+            await self._delete_artifacts(deleted)
+
+    async def _delete_artifacts(self, flow_run_ids: list[UUID]) -> None:
+        artifacts = await self.client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=flow_run_ids)
+            ),
+            limit=200,
+        )
+        for artifact in artifacts:
+            with contextlib.suppress(ObjectNotFound):
+                await self.client.delete_artifact(artifact.id)

@@ -31,6 +31,7 @@ import api.routes
 from api.app import create_app
 from api.errors import NotFoundError, UnavailableError
 from api.prefect_calls import prefect_boundary
+from api.run_filters import RunQuery
 from api.schemas import AutomationOut, RunList
 
 CLOSED_PREFECT = "http://127.0.0.1:9/api"
@@ -48,6 +49,13 @@ V1_PATHS = {
     "/v1/automations/{automation_id}/pause": {"post"},
     "/v1/automations/{automation_id}/run": {"post"},
     "/v1/automations/{automation_id}/runs": {"get"},
+    "/v1/automations/{automation_id}/runs/{run_id}": {"get"},
+    "/v1/automations/{automation_id}/runs/{run_id}/cancel": {"post"},
+    "/v1/automations/{automation_id}/runs/{run_id}/replay": {"post"},
+    "/v1/automations/{automation_id}/runs/{run_id}/logs": {"get"},
+    "/v1/automations/{automation_id}/schedule": {"get"},
+    "/v1/timezones": {"get"},
+    "/v1/tools": {"get"},
 }
 
 
@@ -109,8 +117,8 @@ class RecordingService:
         await self._answer("list_runs", organization, *args)
         return RunList(runs=[], total=0)
 
-    async def list(self, organization: str, *args: Any) -> Any:
-        await self._answer("list", organization, *args)
+    async def list_automations(self, organization: str, *args: Any) -> Any:
+        await self._answer("list_automations", organization, *args)
         raise NotFoundError("unused")
 
     async def delete(self, organization: str, automation_id: str) -> None:
@@ -165,6 +173,8 @@ def app(service: RecordingService) -> Iterator[FastAPI]:
     application = create_app()
     application.dependency_overrides[api.routes._organization] = lambda: "default"
     application.state.service = service
+    application.state.runs = service
+    application.state.idempotency = service
     yield application
     application.dependency_overrides.clear()
 
@@ -667,7 +677,7 @@ class TestRunsQueryValidation:
         assert response.status_code == 200
         assert response.json() == {"runs": [], "total": 0}
         [(_, arguments)] = service.calls
-        assert arguments[2:] == (20, 0, None)
+        assert arguments[2:] == (20, 0, RunQuery())
 
     @pytest.mark.parametrize(
         "query", ["limit=1", "limit=100", "offset=0", "status=running"]

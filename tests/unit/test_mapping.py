@@ -40,7 +40,6 @@ from api.schemas import (
     SlackChannelIn,
     WebhookChannelIn,
 )
-from flows.automation import SCHEDULED_TAG
 from flows.ids import (
     automation_id,
     deployment_id_of,
@@ -57,6 +56,7 @@ from flows.record import (
     encode_metadata,
     timestamp,
 )
+from flows.triggers import SCHEDULED_TAG
 
 DEPLOYMENT_ID = UUID("0b6e3f3c-8a59-4d6c-9a52-4f1e2d3c4b5a")
 FLOW_RUN_ID = UUID("7c9e6679-7425-40de-944b-e07fc1f90ae7")
@@ -311,6 +311,8 @@ class TestRunOut:
                     "at": "2026-04-14T13:00:12Z",
                 }
             ],
+            "toolCalls": [],
+            "replayOf": None,
         }
 
     def test_duration_is_whole_milliseconds(self) -> None:
