@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prefect.client.orchestration import get_client
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.errors import (
     ApiError,
@@ -22,10 +24,12 @@ from api.errors import (
     MethodNotAllowedError,
     NotFoundError,
 )
+from api.idempotency import IdempotencyStore
 from api.keys import KeyVerifier
 from api.limits import BodyLimitMiddleware, check_declared_length
 from api.prefect_calls import instrument, start_counting
 from api.routes import router
+from api.runs import RunService
 from api.schemas import (
     AutomationCreate,
     EmailChannelIn,
@@ -35,6 +39,7 @@ from api.schemas import (
 from api.service import AutomationService
 from api.settings import Settings
 from api.template import load_template
+from api.tools import router as tools_router
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +61,14 @@ _KNOWN_FIELDS = sorted(
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    async with get_client() as client:
+    # A hung Prefect must become a 503, not a request that never ends.
+    timeout = httpx.Timeout(settings.prefect_timeout_seconds)
+    async with get_client(httpx_settings={"timeout": timeout}) as client:
         instrument(client)
         template = load_template(settings.prefect_yaml, settings.project_dir)
         app.state.service = AutomationService(client, template)
+        app.state.runs = RunService(client, app.state.service)
+        app.state.idempotency = IdempotencyStore(client)
         app.state.keys = KeyVerifier(client, settings.key_cache_seconds)
         yield
 
@@ -94,6 +103,11 @@ def _validation_error(error: RequestValidationError) -> ApiError:
     message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
     if kind == "missing" and param is None:
         return InvalidRequestError("A JSON request body is required.")
+    if kind in ("model_attributes_type", "dict_type") and param is None:
+        return InvalidRequestError(
+            "The request body must be a JSON object, sent with"
+            " Content-Type: application/json."
+        )
     if kind == "missing":
         return InvalidRequestError(f"{param}: this field is required.", param=param)
     if kind == "extra_forbidden":
@@ -124,8 +138,32 @@ def _answer(error: ApiError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
 
 
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    allowed = []
+    for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
+def _configure_logging() -> None:
+    """One info line per business event, to stderr, for the service's own modules."""
+    service_logger = logging.getLogger("api")
+    if service_logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    service_logger.addHandler(handler)
+    service_logger.setLevel(logging.INFO)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
+    _configure_logging()
     app = FastAPI(
+        redirect_slashes=False,
         title="Workjet-compatible Automations API",
         version="1.0.0",
         description="Scheduled AI agents as Prefect deployments, with the Workjet v1"
@@ -134,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or Settings()
     app.include_router(router, prefix="/v1")
+    app.include_router(tools_router, prefix="/v1")
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -144,7 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return _answer(_validation_error(error))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         # FastAPI wraps any failure while reading the body, the size limit included.
         cause = _api_error_in(error.__cause__)
         if cause is not None:
@@ -154,7 +193,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if error.status_code == 404:
             return _answer(NotFoundError("No such endpoint."))
         if error.status_code == 405:
-            allow = (error.headers or {}).get("Allow", "")
+            # Starlette names the methods of the first route that matched the path
+            # only; every route of the path counts.
+            allow = _allowed_methods(app, request)
             return _answer(
                 MethodNotAllowedError("This endpoint does not take that method.", allow)
             )

@@ -17,6 +17,8 @@ import sys
 import threading
 from pathlib import Path
 
+import httpx
+
 from api.settings import PROJECT_DIR
 from api.stack import WORK_POOL, Stack, StackConfig, stack_environment
 
@@ -59,7 +61,10 @@ def up(args: argparse.Namespace) -> int:
         raise RuntimeError("Prefect was imported before its settings were made")
     stack = Stack(config)
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Both signals are handled: a shell starts background jobs with SIGINT ignored,
+    # so Ctrl-C's KeyboardInterrupt alone would not stop `workjet up &`.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: stopping.set())
 
     if config.uses_standin:
         print(
@@ -121,9 +126,12 @@ async def _keys(args: argparse.Namespace) -> int:
                     f"  {item.label}"
                 )
         else:
-            removed = await revoke_key(client, args.prefix)
-            print(f"revoked {removed} key(s)")
-            return 0 if removed else 1
+            try:
+                organization = await revoke_key(client, args.prefix)
+            except ValueError as error:
+                print(error, file=sys.stderr)
+                return 1
+            print(f"revoked 1 key of organization {organization}")
     return 0
 
 
@@ -156,7 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         if key:
             print(key)
         return 0
-    return asyncio.run(_keys(args))
+    try:
+        return asyncio.run(_keys(args))
+    except httpx.TransportError as error:
+        print(
+            f"cannot reach Prefect at {os.environ['PREFECT_API_URL']} ({error});"
+            " is `workjet up` running with the same WORKJET_* settings?",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -21,6 +21,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 
+def quoted_id(text: str) -> str:
+    """An id from a path, fit to repeat in a message: never control characters."""
+    if text.isprintable() and len(text) <= 80:
+        return f"'{text}'"
+    return "with that id"
+
+
 class ApiError(Exception):
     status: ClassVar[int] = 500
     type: ClassVar[str] = "api_error"

@@ -51,20 +51,40 @@ async def list_keys(client: PrefectClient) -> list[WorkjetApiKey]:
     return [WorkjetApiKey.model_validate(document.data) for document in documents]
 
 
-async def revoke_key(client: PrefectClient, prefix_or_hash: str) -> int:
-    """Delete the keys whose prefix or hash starts with the text; how many went."""
-    removed = 0
+class AmbiguousKeyError(ValueError):
+    """The text does not name exactly one key."""
+
+
+async def revoke_key(client: PrefectClient, identifier: str) -> str:
+    """Delete the one key whose shown prefix, whole key or hash (16+ hex) is given.
+
+    Exactly one key must match: a short text such as `wj_live_` would otherwise
+    revoke every key of every organization.
+    """
     documents = await client.read_block_documents_by_type(
         block_type_slug=SLUG, include_secrets=False
     )
-    for document in documents:
-        data = document.data
-        if str(data.get("prefix", "")).startswith(prefix_or_hash) or str(
-            data.get("key_hash", "")
-        ).startswith(prefix_or_hash):
-            await client.delete_block_document(document.id)
-            removed += 1
-    return removed
+    given_hash = hash_key(identifier) if KEY_PATTERN.match(identifier) else None
+    matches = [
+        document
+        for document in documents
+        if document.data.get("prefix") == identifier
+        or document.data.get("key_hash") == given_hash
+        or (
+            len(identifier) >= 16
+            and str(document.data.get("key_hash", "")).startswith(identifier)
+        )
+    ]
+    if len(matches) != 1:
+        raise AmbiguousKeyError(
+            f"{len(matches)} keys match; give the 12-character prefix that"
+            " `keys list` shows, the whole key, or 16+ characters of its hash"
+        )
+
+    await client.delete_block_document(matches[0].id)
+    organization = str(matches[0].data.get("organization"))
+    logger.info("api key revoked organization=%s", organization)
+    return organization
 
 
 class KeyVerifier:

@@ -307,6 +307,37 @@ def _check_item(item: str, field: _CronField) -> None:
             f" 1-{field.high - field.low}"
         )
 
+    single = _single_value(match, field)
+    if single is not None:
+        raise _cron_error(
+            f"{_quote(item)} in {field.name} names only {single}; write {single}"
+            " (ranges and steps of one value are read as '*' by the scheduler)"
+        )
+
+
+def _number(value: str, field: _CronField) -> int:
+    return int(value) if value.isdigit() else field.names[value.upper()]
+
+
+def _single_value(match: re.Match[str], field: _CronField) -> int | None:
+    """The one value a range or step names, when it names only one.
+
+    croniter, and so Prefect's scheduler, reads such an item (`5-5`, `59/1`,
+    `7-7` in day-of-week) as `*`: an hourly job would run every minute.
+    """
+    if match["start"] is None or (match["end"] is None and match["step"] is None):
+        return None
+
+    start = _number(match["start"], field)
+    # Day-of-week 7 is Sunday again; a step from it reaches no other day.
+    high = 6 if field.name == "day-of-week" and start <= 6 else field.high
+    end = _number(match["end"], field) if match["end"] is not None else high
+    step = int(match["step"]) if match["step"] is not None else 1
+
+    if end < start:
+        return None
+    return start if start + step > end else None
+
 
 def _unsupported_syntax(item: str) -> str | None:
     item = item.upper()
@@ -422,6 +453,11 @@ def _as_utc(date: datetime) -> datetime:
         utc.microsecond,
         tzinfo=UTC,
     )
+
+
+def timezone_names() -> list[str]:
+    """Every timezone name `validate_timezone` accepts, sorted."""
+    return sorted(_timezone_names())
 
 
 @cache

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     field_validator,
+    model_serializer,
 )
 from pydantic.alias_generators import to_camel
 
@@ -66,6 +69,14 @@ class EmailChannelIn(_Request):
                 raise ValueError(f"'{address}' is not an email address")
         return value
 
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        # A line break would end the Subject header and start another one.
+        if value is not None and any(ord(char) < 32 for char in value):
+            raise ValueError("the subject must be one line without control characters")
+        return value
+
 
 class WebhookChannelIn(_Request):
     type: Literal["webhook"]
@@ -78,7 +89,13 @@ class WebhookChannelIn(_Request):
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^\s/?#]+([/?#]\S*)?$", value):
-            raise ValueError(f"'{value}' is not an http(s) URL")
+            raise ValueError("is not an http(s) URL")
+        if "@" in urlsplit(value).netloc:
+            # Credentials in a URL would be echoed and logged with it; the secret is
+            # the place for them.
+            raise ValueError(
+                "a webhook URL must not carry a user or password; use `secret`"
+            )
         return value
 
 
@@ -183,6 +200,12 @@ class ChannelOut(_Response):
     url: str | None = None
     secret_set: bool | None = None
 
+    @model_serializer(mode="wrap")
+    def _only_its_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A Slack channel has no `url`, a webhook no `to`: leave them out.
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None}
+
 
 class RunSummary(_Response):
     total: int
@@ -211,7 +234,16 @@ class AutomationOut(_Response):
     next_run_at: str | None
     created_at: str
     updated_at: str
-    runs: RunSummary | None = None
+    runs: RunSummary | None = Field(
+        default=None, description="Only in GET /automations/:id."
+    )
+
+    @model_serializer(mode="wrap")
+    def _summary_when_read(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if data.get("runs") is None:
+            data.pop("runs", None)
+        return data
 
 
 class AutomationList(_Response):
@@ -235,6 +267,37 @@ class ManualRunOut(_Response):
     automation_id: str
     status: Literal["running"]
     started_at: str
+    replay_of: str | None = None
+
+
+class LogLine(_Response):
+    time: str
+    level: str
+    message: str
+
+
+class RunLogs(_Response):
+    logs: list[LogLine]
+    has_more: bool
+
+
+class FireTime(_Response):
+    at: str = Field(description="UTC, RFC 3339.")
+    local: str = Field(description="The same instant in the automation's timezone.")
+
+
+class SchedulePreview(_Response):
+    id: str
+    schedule: str
+    timezone: str
+    description: str
+    status: Literal["active", "paused"]
+    next_runs: list[FireTime]
+
+
+class TimezoneList(_Response):
+    timezones: list[str]
+    total: int
 
 
 class DeliveryOut(_Response):
@@ -246,11 +309,19 @@ class DeliveryOut(_Response):
     at: str | None
 
 
+class ToolCallOut(_Response):
+    connector: str
+    tool: str
+    duration: int = Field(description="Milliseconds the call took.")
+    failed: bool
+    error: str | None = None
+
+
 class RunOut(_Response):
     id: str
     automation_id: str
     status: Literal["success", "failure", "running"]
-    trigger: Literal["schedule", "manual"]
+    trigger: Literal["schedule", "manual", "replay"]
     started_at: str | None
     completed_at: str | None
     duration: int | None
@@ -261,6 +332,8 @@ class RunOut(_Response):
     model: str | None
     error: str | None
     deliveries: list[DeliveryOut]
+    tool_calls: list[ToolCallOut] = Field(default_factory=list)
+    replay_of: str | None = None
 
 
 class RunList(_Response):

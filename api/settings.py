@@ -26,6 +26,9 @@ class Settings:
     key_cache_seconds: int = field(
         default_factory=lambda: _int("WORKJET_KEY_CACHE_SECONDS", 10)
     )
+    prefect_timeout_seconds: float = field(
+        default_factory=lambda: float(_int("WORKJET_PREFECT_TIMEOUT_SECONDS", 10))
+    )
     automations_page_max: int = 200
 
     @property

@@ -214,7 +214,8 @@ class Stack:
                 "--port",
                 str(self.config.api_port),
                 "--log-level",
-                "warning",
+                "info",
+                "--no-access-log",
             ],
         )
         wait_until_up(f"{self.config.api_url}/health", 60, process)

@@ -8,17 +8,23 @@ with their data in a temporary directory, seeds Prefect directly, times each
 endpoint in the table and prints a Markdown table. Nothing else is needed: no
 worker runs and no model is called.
 
-Seeding goes straight to Prefect's REST API with at most 4 requests in flight (the
-SQLite-backed server answers 503 to bursts). It makes `--automations` deployments
-of the automation flow the way the facade makes them (parameters, parameter
-schema, a weekly cron schedule, the `workjet-org:default` tag, the `workjet` work
-pool, the pull steps), then `--runs` COMPLETED flow runs, each with its markdown
-run-record artifact and spread over five automations: 80% on one "big" automation,
-the target of the run-history rows and of the single-automation read, the rest on
-four others, which also get the running-totals variable the flow keeps. Prefect
-has no bulk create for flow runs or artifacts, so each run costs two requests.
-The server's scheduler service is turned off: it would otherwise add future runs
-(and write load) for every automation while the numbers are taken.
+Seeding goes straight to Prefect's REST API through Prefect's async client, two
+requests in flight (the SQLite-backed server answers 503 to bursts; on a 2-core
+machine 4 in flight seeded runs ~40% slower than 2, and 1 about as fast as 2). It
+makes `--automations` deployments of the automation flow the way the facade makes
+them (parameters, parameter schema, a weekly cron schedule, the
+`workjet-org:default` tag, the `workjet` work pool, the pull steps), then `--runs`
+COMPLETED flow runs, each with its markdown run-record artifact, spread over five
+automations: 80% on one "big" automation, the target of the run-history rows and
+of the single-automation read, the rest on four others. Those five also get the
+running-totals variable the flow keeps. Prefect has no bulk create for flow runs
+or artifacts, so each run costs two requests (~25 runs/s here).
+
+Two of the server's background services are off, for the whole run: the
+scheduler, which would add future runs (and write load) for every automation
+while the numbers are taken, and the event persister, whose writes of every run's
+state-change events lock SQLite and made seeding 3-4 times slower. Neither touches
+the tables the measured requests read.
 
 Each row takes `--samples` calls to the facade and as many to Prefect, interleaved
 (facade, Prefect, facade, ...) after 3 warm-up pairs, sequentially over keep-alive
@@ -46,6 +52,7 @@ import asyncio
 import functools
 import math
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -53,7 +60,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,8 +75,8 @@ from flows.ids import automation_id, stats_variable_name
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
-IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", "4"))
-BUSY_RETRIES = 12
+IN_FLIGHT = 2
+BUSY_RETRIES = 30  # with the pauses below, up to about a minute
 WARMUP = 3
 PAGE = 200
 ORGANIZATION = "default"
@@ -80,6 +87,7 @@ BIG_SHARE = 0.8
 SMALL_AUTOMATIONS = 4
 SETTLE_SECONDS = 5.0
 CALLS_HEADER = "X-Prefect-Calls"
+SCHEDULED_TAG = "auto-scheduled"  # the tag Prefect's scheduler gives its runs
 MODEL_ID = "claude-sonnet-4-5"
 PROMPT = (
     "Read the changes merged since last Monday and write a short summary for the"
@@ -98,6 +106,7 @@ Nothing is blocked. The release candidate is planned for Thursday.
 
 
 T = TypeVar("T")
+J = TypeVar("J")
 
 
 @dataclass
@@ -165,17 +174,17 @@ def _now() -> str:
 # ---- seeding -------------------------------------------------------------------
 
 
-class Gate:
-    """At most `IN_FLIGHT` requests at once; a 503 (SQLite busy) is sent again.
+class Busy:
+    """Sends a request again when Prefect answers 503 (SQLite busy).
 
     Prefect's client would wait 2, 4, 8... s before sending again; a busy SQLite
     frees up in milliseconds, so the seeding turns the client's retries off and
-    retries here after a short pause. A 503 means the transaction was rolled
-    back, so sending the same create again makes no duplicate.
+    retries here after a short, jittered pause that grows to 2 s. A 503 means the
+    transaction was rolled back, so sending the same create again makes no
+    duplicate.
     """
 
     def __init__(self) -> None:
-        self.slots = asyncio.Semaphore(IN_FLIGHT)
         self.retries = 0
 
     async def send(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -183,15 +192,26 @@ class Gate:
 
         for attempt in range(BUSY_RETRIES):
             try:
-                async with self.slots:
-                    return await call()
+                return await call()
             except PrefectHTTPStatusError as error:
                 busy = error.response.status_code == 503
                 if not busy or attempt == BUSY_RETRIES - 1:
                     raise
             self.retries += 1
-            await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+            pause = min(0.05 * 2**attempt, 2.0)
+            await asyncio.sleep(random.uniform(0.5, 1.5) * pause)
         raise AssertionError("unreachable")
+
+
+async def _in_workers(jobs: Iterable[J], work: Callable[[J], Awaitable[None]]) -> None:
+    """Do the jobs in order with `IN_FLIGHT` workers: as many requests at most."""
+    pending = iter(jobs)
+
+    async def worker() -> None:
+        for job in pending:
+            await work(job)
+
+    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
 
 
 async def prepare() -> str:
@@ -228,7 +248,7 @@ def _spread(deployment_ids: list[UUID], runs: int) -> dict[UUID, int]:
 
 
 async def _seed_automations(
-    client: PrefectClient, gate: Gate, count: int
+    client: PrefectClient, busy: Busy, count: int
 ) -> list[UUID]:
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.client.schemas.schedules import CronSchedule
@@ -242,22 +262,23 @@ async def _seed_automations(
     template = load_template(settings.prefect_yaml, settings.project_dir)
     schema = parameter_schema(run_automation).model_dump_for_openapi()
     flow_id = await client.create_flow_from_name(FLOW_NAME)
+    schedule = DeploymentScheduleCreate(
+        schedule=CronSchedule(cron=CRON, timezone="UTC"), active=True
+    )
+    created: dict[int, UUID] = {}
     progress = Progress("automations", count)
 
-    async def create(index: int) -> UUID:
+    async def create(index: int) -> None:
         parameters = _parameters(index)
-        deployment_id = await gate.send(
-            lambda: client.create_deployment(
+        created[index] = await busy.send(
+            functools.partial(
+                client.create_deployment,
                 flow_id=flow_id,
                 name=f"{parameters['name']} [{secrets.token_hex(4)}]",
                 description="Seeded by bench.benchmark.",
                 parameters=parameters,
                 parameter_openapi_schema=schema,
-                schedules=[
-                    DeploymentScheduleCreate(
-                        schedule=CronSchedule(cron=CRON, timezone="UTC"), active=True
-                    )
-                ],
+                schedules=[schedule],
                 paused=False,
                 tags=TAGS,
                 work_pool_name=WORK_POOL,
@@ -266,18 +287,18 @@ async def _seed_automations(
             )
         )
         progress.tick()
-        return deployment_id
 
-    return list(await asyncio.gather(*(create(i) for i in range(count))))
+    await _in_workers(range(count), create)
+    return [created[index] for index in range(count)]
 
 
 async def _seed_runs(
     client: PrefectClient,
-    gate: Gate,
+    busy: Busy,
     plan: dict[UUID, int],
     parameters: dict[UUID, dict[str, Any]],
 ) -> None:
-    from flows.automation import FLOW_NAME, SCHEDULED_TAG
+    from flows.automation import FLOW_NAME
     from flows.record import RunRecord, artifact_payload
 
     flow_id = await client.create_flow_from_name(FLOW_NAME)
@@ -289,7 +310,8 @@ async def _seed_runs(
     )
     progress = Progress("runs", len(jobs))
 
-    async def create(deployment_id: UUID, number: int) -> None:
+    async def create(job: tuple[UUID, int]) -> None:
+        deployment_id, number = job
         run = {
             "flow_id": str(flow_id),
             "deployment_id": str(deployment_id),
@@ -298,6 +320,10 @@ async def _seed_runs(
             "work_pool_name": WORK_POOL,
             "state": {"type": "COMPLETED", "message": "seeded by bench.benchmark"},
         }
+        created = await busy.send(
+            functools.partial(client.request, "POST", "/flow_runs/", json=run)
+        )
+
         record = RunRecord(
             model=MODEL_ID,
             tokens_input=1200 + number % 300,
@@ -306,18 +332,18 @@ async def _seed_runs(
             stop_reason="end_turn",
             has_output=True,
         )
-        created = await gate.send(
-            lambda: client.request("POST", "/flow_runs/", json=run)
-        )
         artifact = {
             **artifact_payload(record, OUTPUT),
             "flow_run_id": created.json()["id"],
         }
-        await gate.send(lambda: client.request("POST", "/artifacts/", json=artifact))
+        await busy.send(
+            functools.partial(client.request, "POST", "/artifacts/", json=artifact)
+        )
         progress.tick()
 
-    await asyncio.gather(*(create(d, n) for d, n in jobs))
+    await _in_workers(jobs, create)
 
+    # The running totals the flow keeps for every automation that has run.
     for deployment_id, count in plan.items():
         if not count:
             continue
@@ -328,7 +354,7 @@ async def _seed_runs(
             "estimatedCost": round(0.009 * count, 6),
         }
         variable = {"name": stats_variable_name(deployment_id), "value": stats}
-        await gate.send(
+        await busy.send(
             functools.partial(client.request, "POST", "/variables/", json=variable)
         )
 
@@ -337,11 +363,11 @@ async def seed(automations: int, runs: int) -> Seeded:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-    gate = Gate()
+    busy = Busy()
     with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
         async with get_client() as client:
             started = time.monotonic()
-            deployment_ids = await _seed_automations(client, gate, automations)
+            deployment_ids = await _seed_automations(client, busy, automations)
             automation_seconds = time.monotonic() - started
 
             plan = _spread(deployment_ids, runs)
@@ -351,7 +377,7 @@ async def seed(automations: int, runs: int) -> Seeded:
                 if deployment_id in plan
             }
             started = time.monotonic()
-            await _seed_runs(client, gate, plan, parameters)
+            await _seed_runs(client, busy, plan, parameters)
             run_seconds = time.monotonic() - started
 
     return Seeded(
@@ -360,7 +386,7 @@ async def seed(automations: int, runs: int) -> Seeded:
         big=deployment_ids[0],
         automation_seconds=automation_seconds,
         run_seconds=run_seconds,
-        busy_retries=gate.retries,
+        busy_retries=busy.retries,
     )
 
 
@@ -485,7 +511,9 @@ def _calls(counts: Counter[int]) -> str:
     return ", ".join(f"{calls} ({times}×)" for calls, times in sorted(counts.items()))
 
 
-def report(rows: list[Row], seeded: Seeded, samples: int) -> str:
+def report(
+    rows: list[Row], seeded: Seeded, samples: int, load: tuple[float, float]
+) -> str:
     big_runs = seeded.runs[seeded.big]
     other_runs = sum(seeded.runs.values()) - big_runs
     total_runs = sum(seeded.runs.values())
@@ -502,13 +530,15 @@ def report(rows: list[Row], seeded: Seeded, samples: int) -> str:
         f" in flight; {seeded.busy_retries:,} requests were answered 503 (SQLite"
         " busy) and sent again.",
         f"{samples} samples per endpoint after {WARMUP} warm-ups, facade and Prefect"
-        " interleaved; latencies in ms.",
+        " interleaved; latencies in ms. The single-automation and run rows read the"
+        " big automation.",
+        f"Machine: {os.cpu_count()} CPUs; 1-minute load average {load[0]:.1f} before"
+        f" and {load[1]:.1f} after measuring (every process on the machine counts).",
     ]
     if seeded.automations > PAGE:
         lines.append(
-            f"The automation list is the first page ({PAGE} of"
-            f" {seeded.automations:,}); single-automation and run rows use the big"
-            " automation."
+            f"The automation list row reads the first page: {PAGE} of"
+            f" {seeded.automations:,}."
         )
     lines += [
         "",
@@ -560,7 +590,10 @@ def main(argv: list[str] | None = None) -> int:
         api_port=api_port,
         prefect_port=prefect_port,
         standin_port=standin_port,
-        extra_env={"PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"},
+        extra_env={
+            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
+        },
     )
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.update(
@@ -583,10 +616,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print("Seeding Prefect...", file=sys.stderr, flush=True)
         seeded = asyncio.run(seed(args.automations, args.runs))
-        time.sleep(SETTLE_SECONDS)  # let the server write the seeding's events
+        time.sleep(SETTLE_SECONDS)  # let background work from the seeding finish
 
         print("Measuring...", file=sys.stderr, flush=True)
+        load_before = os.getloadavg()[0]
         rows = measure_all(config, api_key, seeded, args.samples)
+        load_after = os.getloadavg()[0]
     finally:
         stack.stop()
         if args.keep:
@@ -594,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(home, ignore_errors=True)
 
-    print(report(rows, seeded, args.samples))
+    print(report(rows, seeded, args.samples, (load_before, load_after)))
     print(f"\nWhole run: {time.monotonic() - began:.0f} s")
     return 0
 

@@ -14,18 +14,28 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
+from prefect.client.schemas.objects import State, StateType
 from prefect.context import get_run_context
+from prefect.states import Cancelled
 from prefect.variables import Variable
 
-from flows.agent import NotServedError, produce_output
+from flows.agent import AgentError, produce_output
 from flows.channels import StoredChannel
-from flows.delivery import deliver_all
+from flows.delivery import (
+    NO_OUTPUT,
+    deliver_all,
+    delivery_error,
+    skipped_deliveries,
+)
 from flows.ids import automation_id, run_id, stats_variable_name
 from flows.model import ModelCallError
 from flows.record import RunRecord, artifact_payload, public_run, timestamp
+from flows.triggers import MANUAL_TAG, trigger_of, untagged
 
 FLOW_NAME = "workjet-automation"
-SCHEDULED_TAG = "auto-scheduled"
+
+
+CANCELLED = "cancelled"
 
 
 class RunFailedError(RuntimeError):
@@ -46,6 +56,16 @@ async def _update_stats(deployment_id: UUID, changes: dict[str, Any]) -> None:
     await Variable.aset(name, stats, overwrite=True)
 
 
+async def _tag_trigger(flow_run: Any) -> None:
+    """Runs started from the Prefect UI or CLI are manual runs: say so in their tags,
+    so that history can be filtered by trigger."""
+    tags = list(flow_run.tags or [])
+    if not untagged(tags):
+        return
+    async with get_client() as client:
+        await client.update_flow_run(flow_run.id, tags=[*tags, MANUAL_TAG])
+
+
 async def _write_artifact(flow_run_id: UUID, record: RunRecord, output: str) -> None:
     async with get_client() as client:
         artifact = ArtifactCreate(
@@ -54,14 +74,20 @@ async def _write_artifact(flow_run_id: UUID, record: RunRecord, output: str) -> 
         await client.create_artifact(artifact)
 
 
-@flow(name=FLOW_NAME, description="Run one Workjet automation: model, record, deliver.")
+# The run record lives in the artifact; a persisted flow result would only leave
+# files behind that nothing reads.
+@flow(
+    name=FLOW_NAME,
+    description="Run one Workjet automation: model, record, deliver.",
+    persist_result=False,
+)
 async def run_automation(
     name: str,
     system_prompt: str,
     model: str = "standard",
     tools: list[str] | None = None,
     channels: list[StoredChannel] | None = None,
-) -> None:
+) -> State[None] | None:
     """Ask the model, keep the run record in Prefect, deliver the output."""
     logger = get_run_logger()
     flow_run = get_run_context().flow_run  # type: ignore[union-attr]
@@ -69,26 +95,32 @@ async def run_automation(
     deployment_id = flow_run.deployment_id
     started_at = flow_run.start_time or datetime.now(UTC)
     await _update_stats(deployment_id, {"lastRunAt": timestamp(started_at)})
+    await _tag_trigger(flow_run)
     logger.info("run started automation=%s", automation_id(deployment_id))
 
     record = RunRecord()
     output = ""
     try:
         output = await produce_output(system_prompt, model, tools or [], record)
-    except (ModelCallError, NotServedError) as error:
+    except (ModelCallError, AgentError) as error:
         record.error = str(error)
 
+    # A run with nothing to say did not do its job: it is a failure, and no
+    # channel gets a blank message (each records a `skipped` delivery instead).
     if record.error is None and not record.has_output:
-        record.error = "the model returned no output"
+        record.error = NO_OUTPUT
 
-    if record.error is None and channels:
+    # Cancellation reaches the process only when the worker next looks; a run
+    # asked to stop must not deliver in the meantime.
+    if channels and record.error is None and await _cancel_requested(flow_run.id):
+        record.error = CANCELLED
+
+    if channels and record.error is not None:
+        record.deliveries = skipped_deliveries(channels, f"not sent: {record.error}")
+    elif channels:
         body = _webhook_body(flow_run, deployment_id, name, record, output, started_at)
         record.deliveries = await deliver_all(channels, body)
-        failed = [d for d in record.deliveries if d.status == "failed"]
-        if failed:
-            record.error = "; ".join(
-                f"delivery to {d.type} {d.target} failed: {d.error}" for d in failed
-            )
+        record.error = delivery_error(record.deliveries)
 
     await _write_artifact(flow_run.id, record, output)
     await _update_stats(
@@ -102,6 +134,9 @@ async def run_automation(
         },
     )
 
+    if record.error == CANCELLED:
+        logger.info("run cancelled automation=%s", automation_id(deployment_id))
+        return Cancelled(message="cancelled before delivery")
     if record.error is not None:
         logger.warning("run failed automation=%s", automation_id(deployment_id))
         raise RunFailedError(record.error)
@@ -113,6 +148,14 @@ async def run_automation(
         record.tokens_output,
         record.estimated_cost,
     )
+    return None
+
+
+async def _cancel_requested(flow_run_id: UUID) -> bool:
+    async with get_client() as client:
+        current = await client.read_flow_run(flow_run_id)
+    state = current.state.type if current.state else None
+    return state in (StateType.CANCELLING, StateType.CANCELLED)
 
 
 def _webhook_body(
@@ -123,7 +166,7 @@ def _webhook_body(
     output: str,
     started_at: datetime,
 ) -> dict[str, Any]:
-    trigger = "schedule" if SCHEDULED_TAG in (flow_run.tags or []) else "manual"
+    trigger = trigger_of(flow_run.tags or [])
     run = public_run(
         run_id=run_id(flow_run.id),
         automation_id=automation_id(deployment_id),

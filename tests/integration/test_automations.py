@@ -58,16 +58,7 @@ class TestCreateAutomation:
         assert response.status_code == 201, response.text
         body = response.json()
         assert body["tools"] == ["filesystem", "github"]
-        assert body["channels"] == [
-            {
-                "type": "slack",
-                "channel": "#docs-team",
-                "to": None,
-                "subject": None,
-                "url": None,
-                "secretSet": None,
-            }
-        ]
+        assert body["channels"] == [{"type": "slack", "channel": "#docs-team"}]
         live.api.delete(f"/automations/{body['id']}")
 
     def test_creates_a_deployment_with_schedule_tags_and_parameters(

@@ -595,3 +595,51 @@ def test_descriptions_cover_macros_names_and_steps(
 def test_invalid_schedules_are_not_described() -> None:
     with pytest.raises(ScheduleError, match="seconds are not supported"):
         describe_cron("*/30 * * * * *")
+
+
+# --- ranges and steps that name one value ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "item", "value"),
+    [
+        ("5-5 * * * *", "5-5", "5"),
+        ("0 9-9 * * *", "9-9", "9"),
+        ("0 0 * * 7-7", "7-7", "7"),
+        ("0 0 * * SUN-SUN", "SUN-SUN", "0"),
+        ("0 0 * * 7/1", "7/1", "7"),
+        ("0 0 31/1 * *", "31/1", "31"),
+        ("0 0 1 12/1 *", "12/1", "12"),
+        ("59/1 * * * *", "59/1", "59"),
+        ("5-10/20 * * * *", "5-10/20", "5"),
+    ],
+)
+def test_range_or_step_of_one_value_is_refused_naming_the_value(
+    expression: str, item: str, value: str
+) -> None:
+    with pytest.raises(ScheduleError) as refused:
+        validate_cron(expression)
+
+    assert f"'{item}'" in str(refused.value)
+    assert f"write {value}" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["5/15 * * * *", "0 22/1 * * *", "0 0 * * 3/2", "0 0 * * 5-7", "30-10 * * * *"],
+)
+def test_ranges_and_steps_of_several_values_are_accepted(expression: str) -> None:
+    assert validate_cron(expression) == expression
+
+
+def test_hourly_at_a_range_of_one_minute_would_fire_every_minute_in_prefect() -> None:
+    """Why one-value ranges are refused: Prefect's computation reads them as '*'."""
+    from prefect.server.schemas.schedules import CronSchedule
+
+    dates = list(
+        CronSchedule(cron="5-5 * * * *", timezone="UTC")._get_dates_generator(
+            n=3, start=DEC_3_2026
+        )
+    )
+
+    assert [d.minute for d in dates] == [0, 1, 2]
