@@ -226,7 +226,28 @@ def next_fire_times(
     return fire_times
 
 
+_NEXT_KNOWN: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+
+
 def next_fire_time(cron: str, timezone: str, *, after: datetime) -> datetime | None:
+    """The first fire time at or after `after`, remembered until it has passed.
+
+    A fire time found from an earlier moment is still the next one for any later
+    moment before it, so listing many automations computes each schedule once.
+    """
+    known = _NEXT_KNOWN.get((cron, timezone))
+    if known is not None and known[0] <= after <= known[1]:
+        return known[1]
+
+    found = _next_fire_time(cron, timezone, after=after)
+    if found is not None:
+        if len(_NEXT_KNOWN) > 50_000:
+            _NEXT_KNOWN.clear()
+        _NEXT_KNOWN[(cron, timezone)] = (after, found)
+    return found
+
+
+def _next_fire_time(cron: str, timezone: str, *, after: datetime) -> datetime | None:
     """Return the first fire time at or after `after` in UTC, or None if none."""
     fire_times = next_fire_times(cron, timezone, after=after, count=1)
     return fire_times[0] if fire_times else None

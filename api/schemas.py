@@ -114,6 +114,21 @@ def _text(max_length: int, min_length: int = 1) -> Any:
 
 
 class _AutomationFields(_Request):
+    @field_validator("name", check_fields=False)
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must be one line of text without control characters")
+        return value
+
+    @field_validator("description", "system_prompt", check_fields=False)
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # PostgreSQL, under Prefect, cannot store a NUL character in text.
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
     @field_validator("schedule", check_fields=False)
     @classmethod
     def _cron(cls, value: str | None) -> str | None:

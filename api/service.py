@@ -10,10 +10,12 @@ exist.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -67,6 +69,7 @@ from api.schemas import (
     ChannelIn,
     FireTime,
     PauseOut,
+    RunOut,
     RunSummary,
     SchedulePreview,
     WebhookChannelIn,
@@ -91,6 +94,29 @@ def _now() -> datetime:
 
 def _runs_filter(deployment_id: UUID, status: str | None = None) -> FlowRunFilter:
     return history_filter(deployment_id, RunQuery(status=status), _now())
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    total: int
+    success: int
+    failure: int
+    last: RunOut | None
+
+
+def _summary(counts: RunCounts, stats: dict[str, Any]) -> RunSummary:
+    last = counts.last
+    return RunSummary(
+        total=counts.total,
+        success=counts.success,
+        failure=counts.failure,
+        running=max(counts.total - counts.success - counts.failure, 0),
+        last_run_at=stats.get("lastRunAt") or (last.started_at if last else None),
+        last_status=last.status if last else None,
+        tokens_input=int(stats.get("tokensInput", 0)),
+        tokens_output=int(stats.get("tokensOutput", 0)),
+        estimated_cost=float(stats.get("estimatedCost", 0.0)),
+    )
 
 
 class AutomationService:
@@ -144,18 +170,15 @@ class AutomationService:
         owned = DeploymentFilter(
             tags=DeploymentFilterTags(all_=[organization_tag(organization)])
         )
-        deployments = await self.client.read_deployments(
-            deployment_filter=owned,
-            sort=DeploymentSort.CREATED_DESC,
-            limit=limit,
-            offset=offset,
+        deployments, total = await asyncio.gather(
+            self.client.read_deployments(
+                deployment_filter=owned,
+                sort=DeploymentSort.CREATED_DESC,
+                limit=limit,
+                offset=offset,
+            ),
+            self._count_deployments(owned),
         )
-        counted = await self.client.request(
-            "POST",
-            "/deployments/count",
-            json={"deployments": owned.model_dump(mode="json", exclude_unset=True)},
-        )
-        total = int(counted.json())
         stats = await self._read_stats([d.id for d in deployments])
 
         now = _now()
@@ -167,10 +190,13 @@ class AutomationService:
     @prefect_boundary
     async def read(self, organization: str, public_id: str) -> AutomationOut:
         deployment = await self.read_owned(organization, public_id)
-        stats = (await self._read_stats([deployment.id])).get(deployment.id, {})
+        all_stats, counts = await asyncio.gather(
+            self._read_stats([deployment.id]), self._count_runs(deployment.id)
+        )
+        stats = all_stats.get(deployment.id, {})
 
         automation = automation_out(deployment, stats, _now())
-        automation.runs = await self._summary(deployment.id, stats)
+        automation.runs = _summary(counts, stats)
         return automation
 
     @prefect_boundary
@@ -415,33 +441,32 @@ class AutomationService:
                 stats_variable_name(deployment_id)
             )
 
-    async def _summary(self, deployment_id: UUID, stats: dict[str, Any]) -> RunSummary:
-        total = await self.client.count_flow_runs(
-            flow_run_filter=_runs_filter(deployment_id)
+    async def _count_deployments(self, owned: DeploymentFilter) -> int:
+        counted = await self.client.request(
+            "POST",
+            "/deployments/count",
+            json={"deployments": owned.model_dump(mode="json", exclude_unset=True)},
         )
-        success = await self.client.count_flow_runs(
-            flow_run_filter=_runs_filter(deployment_id, "success")
-        )
-        failure = await self.client.count_flow_runs(
-            flow_run_filter=_runs_filter(deployment_id, "failure")
-        )
-        latest = await self.client.read_flow_runs(
-            flow_run_filter=_runs_filter(deployment_id),
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-            limit=1,
+        return int(counted.json())
+
+    async def _count_runs(self, deployment_id: UUID) -> RunCounts:
+        """The history counts and the latest run, read side by side."""
+        total, success, failure, latest = await asyncio.gather(
+            self.client.count_flow_runs(flow_run_filter=_runs_filter(deployment_id)),
+            self.client.count_flow_runs(
+                flow_run_filter=_runs_filter(deployment_id, "success")
+            ),
+            self.client.count_flow_runs(
+                flow_run_filter=_runs_filter(deployment_id, "failure")
+            ),
+            self.client.read_flow_runs(
+                flow_run_filter=_runs_filter(deployment_id),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=1,
+            ),
         )
         last = run_out(latest[0], None) if latest else None
-        return RunSummary(
-            total=total,
-            success=success,
-            failure=failure,
-            running=max(total - success - failure, 0),
-            last_run_at=stats.get("lastRunAt") or (last.started_at if last else None),
-            last_status=last.status if last else None,
-            tokens_input=int(stats.get("tokensInput", 0)),
-            tokens_output=int(stats.get("tokensOutput", 0)),
-            estimated_cost=float(stats.get("estimatedCost", 0.0)),
-        )
+        return RunCounts(total, success, failure, last)
 
     async def _cancel_active_runs(self, deployment_id: UUID) -> None:
         active = await self.client.read_flow_runs(

@@ -18,13 +18,13 @@ COMPLETED flow runs, each with its markdown run-record artifact, spread over fiv
 automations: 80% on one "big" automation, the target of the run-history rows and
 of the single-automation read, the rest on four others. Those five also get the
 running-totals variable the flow keeps. Prefect has no bulk create for flow runs
-or artifacts, so each run costs two requests (~25 runs/s here).
+or artifacts, so each run costs two requests (25-30 runs/s on a 2-core machine).
 
-Two of the server's background services are off, for the whole run: the
-scheduler, which would add future runs (and write load) for every automation
-while the numbers are taken, and the event persister, whose writes of every run's
-state-change events lock SQLite and made seeding 3-4 times slower. Neither touches
-the tables the measured requests read.
+Two of the server's background services are off for the whole run. The scheduler
+would add future runs for every automation, and their write load, while the
+numbers are taken; run history leaves future runs out anyway. The event
+persister's writes of every run's state-change events lock SQLite and made
+seeding 3-4 times slower; no measured request reads events.
 
 Each row takes `--samples` calls to the facade and as many to Prefect, interleaved
 (facade, Prefect, facade, ...) after 3 warm-up pairs, sequentially over keep-alive
@@ -427,7 +427,7 @@ def measure(
 
 
 def _runs_body(deployment_id: UUID, limit: int) -> dict[str, Any]:
-    """What the facade's run history asks Prefect for (see `_runs_filter`)."""
+    """What the facade's run history asks Prefect for (`history_filter`)."""
     return {
         "flow_runs": {
             "deployment_id": {"any_": [str(deployment_id)]},

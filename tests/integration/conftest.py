@@ -50,6 +50,15 @@ class LiveStack:
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
+    def prefect_post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """POST to Prefect, sending again while SQLite is busy (503)."""
+        for _ in range(10):
+            response = self.prefect.post(path, json=body)
+            if response.status_code != 503:
+                return response
+            time.sleep(1)
+        return response
+
     def wait_for_run(
         self, automation_id: str, run_id: str, timeout: float = 120
     ) -> dict[str, Any]:

@@ -284,3 +284,33 @@ def _connectors(live: LiveStack, ids: list[str], action: str) -> None:
         check=True,
         timeout=60,
     )
+
+
+class TestPrefectCallsPerRequest:
+    def test_calls_do_not_grow_with_automations_or_runs(
+        self, live: LiveStack, make_automation: Callable[..., dict[str, Any]]
+    ) -> None:
+        first = make_automation()
+        live.api.get("/automations")  # the key is now remembered: no lookup below
+
+        def calls(path: str) -> int:
+            return int(live.api.get(path).headers["X-Prefect-Calls"])
+
+        before = {
+            "list": calls("/automations"),
+            "read": calls(f"/automations/{first['id']}"),
+            "runs": calls(f"/automations/{first['id']}/runs"),
+        }
+        for _ in range(4):
+            make_automation()
+        for _ in range(3):
+            live.api.post(f"/automations/{first['id']}/run")
+        live.api.get("/automations")
+        after = {
+            "list": calls("/automations"),
+            "read": calls(f"/automations/{first['id']}"),
+            "runs": calls(f"/automations/{first['id']}/runs"),
+        }
+
+        assert after == before
+        assert before == {"list": 3, "read": 6, "runs": 4}

@@ -107,6 +107,24 @@ class TestReadRun:
         assert foreign.status_code == 404
         assert foreign.json()["error"]["type"] == "not_found_error"
 
+    def test_every_run_endpoint_answers_404_to_another_organization(
+        self, live: LiveStack, finished_run: tuple[dict[str, Any], dict[str, Any]]
+    ) -> None:
+        automation, run = finished_run
+        base = f"/automations/{automation['id']}"
+        requests = [
+            ("GET", f"{base}/runs/{run['id']}/logs"),
+            ("POST", f"{base}/runs/{run['id']}/cancel"),
+            ("POST", f"{base}/runs/{run['id']}/replay"),
+            ("GET", f"{base}/schedule"),
+            ("GET", f"{base}/runs?trigger=manual"),
+        ]
+
+        for method, path in requests:
+            answer = live.other.request(method, path)
+            assert answer.status_code == 404, (method, path, answer.text)
+        assert live.api.get(f"{base}/runs").json()["total"] == 1
+
 
 class TestCancelRun:
     def test_running_run_ends_cancelled_with_no_process_and_no_delivery(
@@ -252,14 +270,15 @@ class TestSchedulePreview:
             f"/automations/{automation['id']}/schedule",
             params={"from": start, "count": 3},
         ).json()
-        live.prefect.post(
+        scheduled = live.prefect_post(
             f"/deployments/{deployment_id}/schedule",
-            json={
+            {
                 "start_time": start,
                 "end_time": "2027-12-31T00:00:00Z",
                 "max_runs": 3,
             },
         )
+        assert scheduled.status_code < 300, scheduled.text
         created = live.prefect.post(
             "/flow_runs/filter",
             json={
