@@ -152,6 +152,7 @@ ErrorBodyDoc: dict[int | str, dict[str, object]] = {
     400: _documented("Malformed JSON."),
     401: _documented("Missing or unknown API key."),
     404: _documented("No such automation in this organization."),
+    409: _documented("A conflict: a finished run, or an Idempotency-Key reused."),
     413: _documented("Request body too large."),
     422: _documented("A field or query parameter breaks a rule; `param` names it."),
     503: _documented("Prefect is unreachable; retry after Retry-After seconds."),

@@ -81,6 +81,9 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
         description="Send the same key to retry safely: the first answer is returned"
         " again for 24 hours instead of acting twice.",
     ),

@@ -80,7 +80,9 @@ class EmailChannelIn(_Request):
 
 class WebhookChannelIn(_Request):
     type: Literal["webhook"]
-    url: Annotated[str, StringConstraints(max_length=2048)]
+    url: Annotated[str, StringConstraints(max_length=2048)] = Field(
+        json_schema_extra={"pattern": r"^https?://[^\s/?#@]+([/?#]\S*)?$"}
+    )
     secret: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = (
         None
     )
@@ -172,8 +174,25 @@ class AutomationCreate(_AutomationFields):
     channels: list[ChannelIn] = Field(default_factory=list, max_length=MAX_CHANNELS)
 
 
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """Document that only `description` may be sent as null on update."""
+    for name, prop in schema.get("properties", {}).items():
+        options = prop.get("anyOf")
+        if name == "description" or not options:
+            continue
+        kept = [option for option in options if option.get("type") != "null"]
+        prop.pop("anyOf")
+        prop.pop("default", None)
+        if len(kept) == 1:
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
+
+
 class AutomationUpdate(_AutomationFields):
     """Every field optional; only the fields present change."""
+
+    model_config = ConfigDict(json_schema_extra=_not_nullable)
 
     name: _text(NAME_MAX_CHARS) | None = None  # type: ignore[valid-type]
     description: _text(DESCRIPTION_MAX_CHARS, 0) | None = None  # type: ignore[valid-type]
