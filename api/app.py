@@ -148,16 +148,20 @@ def _allowed_methods(app: FastAPI, request: Request) -> str:
 
 
 def _configure_logging() -> None:
-    """One info line per business event, to stderr, for the service's own modules."""
+    """One info line per business event, to stderr, for the service's own modules.
+
+    Prefect's logging setup, loaded with Prefect, already gives the root logger a
+    handler; a handler of our own is added only where there is none.
+    """
     service_logger = logging.getLogger("api")
-    if service_logger.handlers:
+    service_logger.setLevel(logging.INFO)
+    if logging.getLogger().handlers or service_logger.handlers:
         return
     handler = logging.StreamHandler()
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     service_logger.addHandler(handler)
-    service_logger.setLevel(logging.INFO)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
