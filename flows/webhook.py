@@ -58,9 +58,22 @@ def check_target(url: str) -> None:
         raise WebhookRefusedError(f"cannot resolve {host}") from error
 
     for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if address.is_private or address.is_loopback or address.is_link_local:
+        if not _public(ipaddress.ip_address(info[4][0])):
             raise WebhookRefusedError(f"{host} resolves to a private address")
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    # `::ffff:127.0.0.1` is loopback too, though Python 3.11 does not say so.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_reserved
+        or address.is_multicast
+        or address.is_unspecified
+    )
 
 
 def retryable(status_code: int) -> bool:

@@ -302,3 +302,25 @@ class TestRetryDelay:
         assert webhook._retry_delay(soon, 1) == 2.0
         assert webhook._retry_delay(late, 1) == MAX_RETRY_AFTER_SECONDS
         assert webhook._retry_delay(unreadable, 2) == 2.0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://2130706433/hook",
+        "http://0x7f.1/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::1]/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://0.0.0.0/hook",
+        "http://10.0.0.5/hook",
+    ],
+)
+def test_addresses_that_resolve_to_this_network_are_refused(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WORKJET_WEBHOOK_ALLOW_PRIVATE", raising=False)
+
+    with pytest.raises(webhook.WebhookRefusedError):
+        webhook.check_target(url)
