@@ -4,10 +4,12 @@ loopback ports with their data in a temporary directory."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -49,6 +51,17 @@ class LiveStack:
         )
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
+
+    def run_python(self, code: str, *args: str) -> None:
+        """Run code in a process of its own pointed at this stack's Prefect, as an
+        operator's script would (Prefect reads its settings when imported)."""
+        subprocess.run(
+            [sys.executable, "-c", code, *args],
+            cwd=self.stack.config.project_dir,
+            env=self.environment,
+            check=True,
+            timeout=60,
+        )
 
     def prefect_post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         """POST to Prefect, sending again while SQLite is busy (503)."""
@@ -127,6 +140,50 @@ def make_automation(live: LiveStack) -> Iterator[Callable[..., dict[str, Any]]]:
     yield make
     for automation_id in made:
         live.api.delete(f"/automations/{automation_id}")
+
+
+def directive(**values: Any) -> str:
+    """A stand-in directive, plus a nonce so its error counters are this test's own."""
+    pairs = " ".join(f"{key}={value}" for key, value in values.items())
+    return f"[standin: {pairs}] (case {uuid.uuid4().hex[:8]})"
+
+
+def start_run(live: LiveStack, automation: dict[str, Any]) -> str:
+    response = live.api.post(f"/automations/{automation['id']}/run")
+    assert response.status_code == 202, response.text
+    return str(response.json()["runId"])
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver on loopback that records what it is sent and answers 200."""
+
+    received: list[Received] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length)
+        Receiver.received.append(Received(self.path, dict(self.headers), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    Receiver.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
 
 
 @pytest.fixture

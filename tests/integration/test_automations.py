@@ -3,8 +3,6 @@ and what Prefect holds afterwards."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -277,13 +275,7 @@ def _connectors(live: LiveStack, ids: list[str], action: str) -> None:
         f"        {act}\n"
         "asyncio.run(main())\n"
     )
-    subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=live.stack.config.project_dir,
-        env=live.environment,
-        check=True,
-        timeout=60,
-    )
+    live.run_python(script)
 
 
 class TestPrefectCallsPerRequest:

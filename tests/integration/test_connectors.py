@@ -5,8 +5,6 @@ automation was made."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,9 +13,8 @@ from typing import Any
 import pytest
 
 from flows.ids import flow_run_id_of
-from tests.integration.conftest import LiveStack
+from tests.integration.conftest import LiveStack, start_run
 from tests.integration.test_automations import REFERENCE_EXAMPLE
-from tests.integration.test_runs import start_run
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +35,9 @@ DELETE = "asyncio.run(WorkjetMcpConnector.adelete(sys.argv[1]))\n"
 
 def _blocks(live: LiveStack, script: str, *args: str) -> None:
     """Change connector blocks the way an operator would, in a process of its own."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import asyncio, json, sys\nfrom blocks import WorkjetMcpConnector\n"
-            + script,
-            *args,
-        ],
-        cwd=live.stack.config.project_dir,
-        env=live.environment,
-        check=True,
-        timeout=60,
+    live.run_python(
+        "import asyncio, json, sys\nfrom blocks import WorkjetMcpConnector\n" + script,
+        *args,
     )
 
 

@@ -4,8 +4,6 @@ real SMTP server (aiosmtpd), both on loopback in this test process."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -18,7 +16,7 @@ from flows.agent import TRUNCATION_NOTE
 from flows.mrkdwn import to_mrkdwn
 from tests.fakes.slack_api import TOKEN, FakeSlack, serving_slack
 from tests.fakes.smtp import Received, SmtpServer, serving_smtp
-from tests.integration.conftest import LiveStack
+from tests.integration.conftest import LiveStack, directive
 
 pytestmark = pytest.mark.integration
 
@@ -65,19 +63,7 @@ def channel_blocks(
 
 
 def _run_with_prefect(definition: str, live: LiveStack) -> None:
-    subprocess.run(
-        [sys.executable, "-c", f"import asyncio\n{definition}asyncio.run(main())\n"],
-        cwd=live.stack.config.project_dir,
-        env=live.environment,
-        check=True,
-        timeout=60,
-    )
-
-
-def directive(**values: Any) -> str:
-    """A stand-in directive, plus a nonce so its counters are this test's own."""
-    pairs = " ".join(f"{key}={value}" for key, value in values.items())
-    return f"[standin: {pairs}] (case {uuid.uuid4().hex[:8]})"
+    live.run_python(f"import asyncio\n{definition}asyncio.run(main())\n")
 
 
 def run_once(live: LiveStack, automation: dict[str, Any]) -> dict[str, Any]:

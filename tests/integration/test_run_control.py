@@ -3,11 +3,9 @@ trigger and time filters, schedule previews and idempotent requests."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,20 +13,14 @@ from typing import Any
 import pytest
 
 from flows.ids import deployment_id_of, flow_run_id_of
-from tests.integration.conftest import LiveStack
+from tests.integration.conftest import (
+    LiveStack,
+    Receiver,
+    directive,
+    start_run,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def directive(**values: Any) -> str:
-    pairs = " ".join(f"{key}={value}" for key, value in values.items())
-    return f"[standin: {pairs}] (case {uuid.uuid4().hex[:8]})"
-
-
-def start_run(live: LiveStack, automation: dict[str, Any]) -> str:
-    response = live.api.post(f"/automations/{automation['id']}/run")
-    assert response.status_code == 202, response.text
-    return str(response.json()["runId"])
 
 
 def processes_of(flow_run_id: str) -> list[int]:
@@ -44,27 +36,6 @@ def processes_of(flow_run_id: str) -> list[int]:
         if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in environment:
             found.append(int(entry.name))
     return found
-
-
-class Silent(http.server.BaseHTTPRequestHandler):
-    hits: list[str] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
-        Silent.hits.append(self.path)
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[str]:
-    Silent.hits = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Silent)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
 
 
 @pytest.fixture
@@ -159,7 +130,7 @@ class TestCancelRun:
             for pid in processes_of(flow_run_id)
         ]
         assert left == []
-        assert Silent.hits == []
+        assert Receiver.received == []
 
     def test_cancelling_a_finished_run_is_409(
         self, live: LiveStack, finished_run: tuple[dict[str, Any], dict[str, Any]]

@@ -3,11 +3,8 @@ answers through the real `anthropic` SDK, and the history comes back from Prefec
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,43 +13,14 @@ import pytest
 from blocks.catalog import TokenUsage, WorkjetModelCatalog
 from flows.ids import deployment_id_of, flow_run_id_of
 from flows.webhook import sign
-from tests.integration.conftest import LiveStack
+from tests.integration.conftest import (
+    LiveStack,
+    Receiver,
+    directive,
+    start_run,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def directive(**values: Any) -> str:
-    """A stand-in directive, plus a nonce so its error counters are this test's own."""
-    pairs = " ".join(f"{key}={value}" for key, value in values.items())
-    return f"[standin: {pairs}] (case {uuid.uuid4().hex[:8]})"
-
-
-class Receiver(http.server.BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
-        length = int(self.headers.get("Content-Length", 0))
-        Receiver.received.append((dict(self.headers), self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[str]:
-    Receiver.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-
-
-def start_run(live: LiveStack, automation: dict[str, Any]) -> str:
-    response = live.api.post(f"/automations/{automation['id']}/run")
-    assert response.status_code == 202, response.text
-    return str(response.json()["runId"])
 
 
 class TestManualRun:
@@ -87,7 +55,7 @@ class TestManualRun:
         assert isinstance(run["duration"], int) and run["duration"] > 0
         assert run["deliveries"][0]["status"] == "delivered"
 
-        headers, raw = Receiver.received[0]
+        headers, raw = Receiver.received[0].headers, Receiver.received[0].body
         assert headers["X-Workjet-Signature"] == sign("s3cret", raw)
 
     def test_tier_falls_back_to_the_next_model_when_one_is_overloaded(
