@@ -11,17 +11,13 @@ exist.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from prefect.blocks.system import Secret
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import (
     DeploymentScheduleCreate,
@@ -29,37 +25,26 @@ from prefect.client.schemas.actions import (
     DeploymentUpdate,
 )
 from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
     DeploymentFilter,
     DeploymentFilterTags,
-    FlowRunFilter,
-    FlowRunFilterDeploymentId,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule
-from prefect.client.schemas.sorting import DeploymentSort, FlowRunSort
+from prefect.client.schemas.sorting import DeploymentSort
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Cancelling
 from prefect.utilities.callables import parameter_schema
-from pydantic import SecretStr
 
+from api.channel_secrets import ChannelSecrets
 from api.errors import InvalidRequestError, NotFoundError, quoted_id
+from api.history import RunHistory, summary
 from api.mapping import (
     automation_out,
     flow_parameters,
     next_run_at,
-    run_out,
-    run_status,
     schedule_of,
-    store_channel,
     stored_channels,
 )
 from api.prefect_calls import prefect_boundary
-from api.run_filters import RunQuery, history_filter
 from api.schedules import describe_cron, next_fire_times
 from api.schemas import (
     ActivateOut,
@@ -67,27 +52,19 @@ from api.schemas import (
     AutomationList,
     AutomationOut,
     AutomationUpdate,
-    ChannelIn,
     FireTime,
     PauseOut,
-    RunOut,
-    RunSummary,
     SchedulePreview,
-    WebhookChannelIn,
 )
 from api.template import DeploymentTemplate, organization_tag
 from blocks.catalog import CATALOG_DOCUMENT_NAME, UnknownModelError, WorkjetModelCatalog
 from blocks.connectors import WorkjetMcpConnector
 from flows.automation import FLOW_NAME, run_automation
-from flows.channels import WebhookChannel
-from flows.ids import automation_id, deployment_id_of, stats_variable_name
+from flows.ids import automation_id, deployment_id_of
 from flows.record import timestamp
 
 logger = logging.getLogger(__name__)
 
-# Earlier than any run: the start of the single bucket that counts all history.
-HISTORY_START = datetime(2000, 1, 1, tzinfo=UTC)
-ACTIVE_STATES = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
 _UNSAFE_NAME_CHARS = re.compile(r"[/%&<>]")
 
 
@@ -95,37 +72,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _runs_filter(deployment_id: UUID, status: str | None = None) -> FlowRunFilter:
-    return history_filter(deployment_id, RunQuery(status=status), _now())
-
-
-@dataclass(frozen=True)
-class RunCounts:
-    total: int
-    success: int
-    failure: int
-    last: RunOut | None
-
-
-def _summary(counts: RunCounts, stats: dict[str, Any]) -> RunSummary:
-    last = counts.last
-    return RunSummary(
-        total=counts.total,
-        success=counts.success,
-        failure=counts.failure,
-        running=max(counts.total - counts.success - counts.failure, 0),
-        last_run_at=stats.get("lastRunAt") or (last.started_at if last else None),
-        last_status=last.status if last else None,
-        tokens_input=int(stats.get("tokensInput", 0)),
-        tokens_output=int(stats.get("tokensOutput", 0)),
-        estimated_cost=float(stats.get("estimatedCost", 0.0)),
-    )
-
-
 class AutomationService:
     def __init__(self, client: PrefectClient, template: DeploymentTemplate) -> None:
         self.client = client
         self.template = template
+        self.history = RunHistory(client)
+        self.secrets = ChannelSecrets(client)
         self._flow_id: UUID | None = None
         self._parameter_schema = parameter_schema(
             run_automation
@@ -137,7 +89,7 @@ class AutomationService:
     async def create(self, organization: str, body: AutomationCreate) -> AutomationOut:
         await self._check_model(body.model)
         await self._check_tools(body.tools)
-        channels = await self._store_channels(body.channels, previous=[])
+        channels = await self.secrets.store(body.channels, previous=[])
 
         deployment_id = await self.client.create_deployment(
             flow_id=await self._automation_flow_id(),
@@ -182,7 +134,7 @@ class AutomationService:
             ),
             self._count_deployments(owned),
         )
-        stats = await self._read_stats([d.id for d in deployments])
+        stats = await self.history.read_stats([d.id for d in deployments])
 
         now = _now()
         return AutomationList(
@@ -194,12 +146,13 @@ class AutomationService:
     async def read(self, organization: str, public_id: str) -> AutomationOut:
         deployment = await self.read_owned(organization, public_id)
         all_stats, counts = await asyncio.gather(
-            self._read_stats([deployment.id]), self._count_runs(deployment.id)
+            self.history.read_stats([deployment.id]),
+            self.history.count_runs(deployment.id),
         )
         stats = all_stats.get(deployment.id, {})
 
         automation = automation_out(deployment, stats, _now())
-        automation.runs = _summary(counts, stats)
+        automation.runs = summary(counts, stats)
         return automation
 
     @prefect_boundary
@@ -223,7 +176,7 @@ class AutomationService:
 
         previous_channels = stored_channels(parameters)
         if body.channels is not None:
-            parameters["channels"] = await self._store_channels(
+            parameters["channels"] = await self.secrets.store(
                 body.channels, previous=previous_channels
             )
 
@@ -241,7 +194,7 @@ class AutomationService:
                 )
             ]
         await self.client.update_deployment(deployment.id, update)
-        await self._forget_secrets(previous_channels, stored_channels(parameters))
+        await self.secrets.forget(previous_channels, stored_channels(parameters))
 
         logger.info("automation updated automation=%s", public_id)
         return await self.read(organization, public_id)
@@ -252,12 +205,12 @@ class AutomationService:
 
         # Pausing first stops the scheduler adding runs while history is removed.
         await self.client.pause_deployment(deployment.id)
-        await self._cancel_active_runs(deployment.id)
-        await self._delete_runs(deployment.id)
+        await self.history.cancel_active_runs(deployment.id)
+        await self.history.delete_runs(deployment.id)
         await self.client.delete_deployment(deployment.id)
 
-        await self._delete_stats(deployment.id)
-        await self._forget_secrets(stored_channels(deployment.parameters or {}), [])
+        await self.history.delete_stats(deployment.id)
+        await self.secrets.forget(stored_channels(deployment.parameters or {}), [])
         logger.info("automation deleted automation=%s", public_id)
 
     @prefect_boundary
@@ -377,73 +330,6 @@ class AutomationService:
                     code="connector_not_configured",
                 )
 
-    async def _store_channels(
-        self, channels: list[ChannelIn], previous: list[Any]
-    ) -> list[dict[str, Any]]:
-        """Channels for the parameters; webhook secrets go to Prefect Secret blocks.
-
-        A webhook sent again without its secret keeps the secret already stored for
-        the same URL, since secrets are write-only and a client cannot echo them.
-        """
-        kept = {
-            c.url: c.secret_block
-            for c in previous
-            if isinstance(c, WebhookChannel) and c.secret_block
-        }
-        stored: list[dict[str, Any]] = []
-        for channel in channels:
-            secret_block = None
-            if isinstance(channel, WebhookChannelIn):
-                if channel.secret:
-                    secret_block = f"workjet-webhook-{secrets.token_hex(8)}"
-                    await Secret(value=SecretStr(channel.secret)).asave(
-                        secret_block, client=self.client
-                    )
-                else:
-                    secret_block = kept.get(channel.url)
-            stored.append(store_channel(channel, secret_block))
-        return stored
-
-    async def _forget_secrets(self, previous: list[Any], current: list[Any]) -> None:
-        in_use = {c.secret_block for c in current if isinstance(c, WebhookChannel)}
-        for channel in previous:
-            if not isinstance(channel, WebhookChannel) or not channel.secret_block:
-                continue
-            if channel.secret_block in in_use:
-                continue
-            try:
-                document = await self.client.read_block_document_by_name(
-                    channel.secret_block, "secret", include_secrets=False
-                )
-                await self.client.delete_block_document(document.id)
-            except ObjectNotFound:
-                pass
-
-    async def _read_stats(
-        self, deployment_ids: list[UUID]
-    ) -> dict[UUID, dict[str, Any]]:
-        """Running totals the flow keeps per automation, in one Prefect call."""
-        if not deployment_ids:
-            return {}
-
-        names = {stats_variable_name(i): i for i in deployment_ids}
-        response = await self.client.request(
-            "POST",
-            "/variables/filter",
-            json={"variables": {"name": {"any_": list(names)}}, "limit": len(names)},
-        )
-        return {
-            names[item["name"]]: item["value"]
-            for item in response.json()
-            if isinstance(item.get("value"), dict)
-        }
-
-    async def _delete_stats(self, deployment_id: UUID) -> None:
-        with contextlib.suppress(ObjectNotFound):
-            await self.client.delete_variable_by_name(
-                stats_variable_name(deployment_id)
-            )
-
     async def _count_deployments(self, owned: DeploymentFilter) -> int:
         counted = await self.client.request(
             "POST",
@@ -451,95 +337,3 @@ class AutomationService:
             json={"deployments": owned.model_dump(mode="json", exclude_unset=True)},
         )
         return int(counted.json())
-
-    async def _count_runs(self, deployment_id: UUID) -> RunCounts:
-        """The history counts by status and the latest run, read side by side."""
-        by_state, latest = await asyncio.gather(
-            self._count_by_state(deployment_id),
-            self.client.read_flow_runs(
-                flow_run_filter=_runs_filter(deployment_id),
-                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-                limit=1,
-            ),
-        )
-        by_status: dict[str, int] = {}
-        for state_type, count in by_state.items():
-            status = run_status(StateType(state_type))
-            by_status[status] = by_status.get(status, 0) + count
-
-        last = run_out(latest[0], None) if latest else None
-        return RunCounts(
-            total=sum(by_status.values()),
-            success=by_status.get("success", 0),
-            failure=by_status.get("failure", 0),
-            last=last,
-        )
-
-    async def _count_by_state(self, deployment_id: UUID) -> dict[str, int]:
-        """Run counts per Prefect state type in one call.
-
-        Prefect's run history groups runs by state within time buckets; one bucket
-        spanning all of history gives every count at once, where counting each
-        status would take a call apiece.
-        """
-        now = _now()
-        history = _runs_filter(deployment_id)
-        response = await self.client.request(
-            "POST",
-            "/flow_runs/history",
-            json={
-                "history_start": HISTORY_START.isoformat(),
-                "history_end": now.isoformat(),
-                "history_interval_seconds": (now - HISTORY_START).total_seconds() + 1,
-                "flow_runs": history.model_dump(mode="json", exclude_unset=True),
-            },
-        )
-        counts: dict[str, int] = {}
-        for bucket in response.json():
-            for state in bucket.get("states", []):
-                kind = str(state["state_type"])
-                counts[kind] = counts.get(kind, 0) + int(state["count_runs"])
-        return counts
-
-    async def _cancel_active_runs(self, deployment_id: UUID) -> None:
-        active = await self.client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]),
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=ACTIVE_STATES)
-                ),
-            ),
-            limit=200,
-        )
-        for flow_run in active:
-            await self.client.set_flow_run_state(
-                flow_run.id, Cancelling(message="automation deleted"), force=True
-            )
-
-    async def _delete_runs(self, deployment_id: UUID) -> None:
-        """Delete the runs, 50 at a time as Prefect allows, and their artifacts.
-
-        Prefect keeps a deleted run's artifacts, and those hold the run's output.
-        """
-        every_run = {"deployment_id": {"any_": [str(deployment_id)]}}
-        while True:
-            # The client's route list predates bulk delete; its httpx client does not.
-            response = await self.client._client.post(
-                "/flow_runs/bulk_delete", json={"flow_runs": every_run}
-            )
-            response.raise_for_status()
-            deleted = [UUID(i) for i in response.json().get("deleted", [])]
-            if not deleted:
-                return
-            await self._delete_artifacts(deleted)
-
-    async def _delete_artifacts(self, flow_run_ids: list[UUID]) -> None:
-        artifacts = await self.client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=flow_run_ids)
-            ),
-            limit=200,
-        )
-        for artifact in artifacts:
-            with contextlib.suppress(ObjectNotFound):
-                await self.client.delete_artifact(artifact.id)
