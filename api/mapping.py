@@ -145,7 +145,10 @@ def run_out(flow_run: FlowRun, artifact: Artifact | None) -> RunOut:
         automation_id=automation_id(flow_run.deployment_id),
         status=status,
         trigger=trigger_of(flow_run.tags),
-        started_at=flow_run.start_time or flow_run.expected_start_time,
+        # Prefect stamps a start time on a run cancelled before it ever ran; only a
+        # run that ran (run_count > 0) started.
+        started_at=(flow_run.start_time if flow_run.run_count else None)
+        or flow_run.expected_start_time,
         completed_at=flow_run.end_time,
         record=record,
         output=output,

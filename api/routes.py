@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,7 +18,13 @@ from fastapi import (
 )
 
 from api import examples
-from api.errors import AuthenticationError, ErrorBodyDoc, InvalidRequestError
+from api.errors import (
+    AuthenticationError,
+    ConflictError,
+    ErrorBodyDoc,
+    InvalidRequestError,
+    NotFoundError,
+)
 from api.idempotency import IdempotencyStore
 from api.keys import KeyVerifier
 from api.run_filters import RunQuery
@@ -88,6 +95,9 @@ IdempotencyKey = Annotated[
         " again for 24 hours instead of acting twice.",
     ),
 ]
+# Times outside these years are surely typos, and beyond them Python's and the
+# database's date arithmetic overflow.
+MIN_YEAR, MAX_YEAR = 1970, 2999
 # Any offset a database can hold; past the end a page is simply empty.
 MAX_OFFSET = 2**31 - 1
 RunStatus = Literal["success", "failure", "running"]
@@ -131,7 +141,15 @@ async def create_automation(
         return await service.create(organization, body)
 
     async def recall(stored: dict[str, Any]) -> AutomationOut:
-        automation = await service.read(organization, str(stored["id"]))
+        try:
+            automation = await service.read(organization, str(stored["id"]))
+        except NotFoundError:
+            raise ConflictError(
+                "Idempotency-Key: the automation this key created has since been"
+                " deleted; use a new key to create another.",
+                param="Idempotency-Key",
+                code="idempotency_key_reused",
+            ) from None
         automation.runs = None
         return automation
 
@@ -227,17 +245,17 @@ async def list_runs(
     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
     trigger: Annotated[RunTrigger | None, Query()] = None,
     started_from: Annotated[
-        datetime | None, Query(alias="from", description="startedAt at or after")
+        str | None, Query(alias="from", description="startedAt at or after (RFC 3339)")
     ] = None,
     started_to: Annotated[
-        datetime | None, Query(alias="to", description="startedAt before")
+        str | None, Query(alias="to", description="startedAt before (RFC 3339)")
     ] = None,
 ) -> RunList:
     query = RunQuery(
         status=run_status,
         trigger=trigger,
-        started_from=_aware("from", started_from),
-        started_to=_aware("to", started_to),
+        started_from=_moment("from", started_from),
+        started_to=_moment("to", started_to),
     )
     if (
         query.started_from
@@ -313,12 +331,15 @@ async def preview_schedule(
     service: Service,
     count: Annotated[int, Query(ge=1, le=50)] = 10,
     start: Annotated[
-        datetime | None,
-        Query(alias="from", description="Fire times at or after this; default now."),
+        str | None,
+        Query(
+            alias="from",
+            description="Fire times at or after this (RFC 3339); default now.",
+        ),
     ] = None,
 ) -> SchedulePreview:
-    start = _aware("from", start)
-    return await service.preview(organization, automation_id, count, start)
+    moment = _moment("from", start)
+    return await service.preview(organization, automation_id, count, moment)
 
 
 @router.get("/timezones", response_model=TimezoneList)
@@ -327,10 +348,27 @@ async def list_timezones(organization: Organization) -> TimezoneList:
     return TimezoneList(timezones=names, total=len(names))
 
 
-def _aware(param: str, moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _moment(param: str, text: str | None) -> datetime | None:
+    """An RFC 3339 time with its zone, in the years a schedule or a run can have."""
+    if text is None:
+        return None
+
+    problem = f"{param}: give an RFC 3339 time with a zone, e.g. 2026-04-14T13:00:00Z."
+    if not _RFC3339.match(text):
+        raise InvalidRequestError(problem, param=param)
+    try:
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequestError(problem, param=param) from None
+
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
         raise InvalidRequestError(
-            f"{param}: give a timezone, e.g. 2026-04-14T13:00:00Z.", param=param
+            f"{param}: use a time between {MIN_YEAR} and {MAX_YEAR}.", param=param
         )
     return moment
 

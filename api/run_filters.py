@@ -9,7 +9,7 @@ others `workjet-trigger:manual` or `workjet-trigger:replay`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
@@ -57,9 +57,13 @@ def history_filter(
 
     start_time = None
     if query.started_from is not None or query.started_to is not None:
+        # Prefect's `before_` includes its bound; `to` excludes it.
+        before = (
+            query.started_to - timedelta(microseconds=1) if query.started_to else None
+        )
         start_time = FlowRunFilterStartTime(
             after_=query.started_from,  # type: ignore[arg-type]
-            before_=query.started_to,  # type: ignore[arg-type]
+            before_=before,  # type: ignore[arg-type]
         )
 
     return FlowRunFilter(

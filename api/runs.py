@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 # Not yet handed to a worker. A PENDING run is already being started by one, so it
 # must be stopped through the worker like a running one.
 QUEUED_STATES = {StateType.SCHEDULED, StateType.PAUSED}
+PREFECT_PAGE_MAX = 200
 LEVEL_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
 
 
@@ -146,13 +147,23 @@ class RunService:
         deployment = await self.automations.read_owned(organization, public_id)
         flow_run = await self._read_owned_run(deployment, run)
 
-        # One extra line tells whether another page exists without counting.
+        # One line past the page tells whether another page exists without
+        # counting; Prefect serves at most 200 lines a call, so at the largest page
+        # that one line is asked for on its own.
+        of_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id]))
         lines = await self.client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])),
-            limit=limit + 1,
+            log_filter=of_run,
+            limit=min(limit + 1, PREFECT_PAGE_MAX),
             offset=offset,
             sort=LogSort.TIMESTAMP_ASC,
         )
+        if limit == PREFECT_PAGE_MAX and len(lines) == limit:
+            lines += await self.client.read_logs(
+                log_filter=of_run,
+                limit=1,
+                offset=offset + limit,
+                sort=LogSort.TIMESTAMP_ASC,
+            )
         return RunLogs(
             logs=[
                 LogLine(

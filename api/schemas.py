@@ -81,7 +81,9 @@ class EmailChannelIn(_Request):
 class WebhookChannelIn(_Request):
     type: Literal["webhook"]
     url: Annotated[str, StringConstraints(max_length=2048)] = Field(
-        json_schema_extra={"pattern": r"^https?://[^\s/?#@]+([/?#]\S*)?$"}
+        json_schema_extra={
+            "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]+([/?#]\S*)?$"
+        }
     )
     secret: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = (
         None
@@ -90,8 +92,14 @@ class WebhookChannelIn(_Request):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/?#]+([/?#]\S*)?$", value):
+        if not re.match(r"^https?://[^\s/?#]+([/?#]\S*)?$", value, re.IGNORECASE):
             raise ValueError("is not an http(s) URL")
+        try:
+            port = urlsplit(value).port
+        except ValueError:
+            port = -1
+        if port is not None and not 1 <= port <= 65535:
+            raise ValueError("has a port outside 1-65535")
         if "@" in urlsplit(value).netloc:
             # Credentials in a URL would be echoed and logged with it; the secret is
             # the place for them.

@@ -326,7 +326,7 @@ class AutomationService:
                     f"tools[{index}]: connector '{tool}' is not configured here;"
                     " configure it as a 'Workjet MCP Connector' block named"
                     f" '{tool}' (see the README, Connectors)",
-                    param="tools",
+                    param=f"tools[{index}]",
                     code="connector_not_configured",
                 )
 

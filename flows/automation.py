@@ -13,7 +13,7 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import ArtifactCreate
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.objects import State, StateType
 from prefect.context import get_run_context
 from prefect.states import Cancelled
@@ -66,12 +66,22 @@ async def _tag_trigger(flow_run: Any) -> None:
         await client.update_flow_run(flow_run.id, tags=[*tags, MANUAL_TAG])
 
 
-async def _write_artifact(flow_run_id: UUID, record: RunRecord, output: str) -> None:
+async def _write_artifact(
+    flow_run_id: UUID, record: RunRecord, output: str, existing: UUID | None = None
+) -> UUID:
+    """Write the run record, or rewrite the one written before delivery."""
+    payload = artifact_payload(record, output)
     async with get_client() as client:
-        artifact = ArtifactCreate(
-            **artifact_payload(record, output), flow_run_id=flow_run_id
+        if existing is not None:
+            await client.update_artifact(
+                existing,
+                ArtifactUpdate(data=payload["data"], metadata_=payload["metadata_"]),
+            )
+            return existing
+        artifact = await client.create_artifact(
+            ArtifactCreate(**payload, flow_run_id=flow_run_id)
         )
-        await client.create_artifact(artifact)
+        return artifact.id
 
 
 # The run record lives in the artifact; a persisted flow result would only leave
@@ -115,14 +125,18 @@ async def run_automation(
     if channels and record.error is None and await _cancel_requested(flow_run.id):
         record.error = CANCELLED
 
+    written = None
     if channels and record.error is not None:
         record.deliveries = skipped_deliveries(channels, f"not sent: {record.error}")
     elif channels:
+        # Recorded before delivery as well: a run stopped while it delivers keeps
+        # its output, tokens and cost.
+        written = await _write_artifact(flow_run.id, record, output)
         body = _webhook_body(flow_run, deployment_id, name, record, output, started_at)
         record.deliveries = await deliver_all(channels, body)
         record.error = delivery_error(record.deliveries)
 
-    await _write_artifact(flow_run.id, record, output)
+    await _write_artifact(flow_run.id, record, output, existing=written)
     await _update_stats(
         deployment_id,
         {

@@ -89,6 +89,10 @@ async def deliver_all(
             delivery = await _deliver(channel, run, senders)
         except SenderMissingError as missing:
             delivery = _failed(channel, str(missing))
+        except Exception as error:  # noqa: BLE001
+            # One channel's unexpected failure must not cost the run its record
+            # or the other channels their delivery.
+            delivery = _failed(channel, f"unexpected {type(error).__name__}")
         _log(delivery)
         deliveries.append(delivery)
     return deliveries

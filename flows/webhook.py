@@ -62,10 +62,20 @@ def check_target(url: str) -> None:
             raise WebhookRefusedError(f"{host} resolves to a private address")
 
 
+_SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")  # RFC 6598, carrier NAT
+
+
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    # `::ffff:127.0.0.1` is loopback too, though Python 3.11 does not say so.
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    # An IPv6 address can carry an IPv4 one (`::ffff:127.0.0.1`, 6to4, Teredo);
+    # Python 3.11 does not judge the carried address, so it is judged here.
+    if isinstance(address, ipaddress.IPv6Address):
+        carried = address.ipv4_mapped or address.sixtofour
+        if address.teredo:
+            carried = address.teredo[1]
+        if carried is not None:
+            address = carried
+    if address in _SHARED_ADDRESS_SPACE:
+        return False
     return not (
         address.is_private
         or address.is_loopback

@@ -41,7 +41,7 @@ class TestCreateAutomation:
 
         assert response.status_code == 422
         error = response.json()["error"]
-        assert error["param"] == "tools"
+        assert error["param"] == "tools[0]"
         assert "'filesystem' is not configured" in error["message"]
 
     def test_reference_example_is_created_once_connectors_are_configured(

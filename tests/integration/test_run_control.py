@@ -185,6 +185,24 @@ class TestReplayAndFilters:
         assert reversed_range.json()["error"]["param"] == "from"
         assert garbage.status_code == 422
         assert garbage.json()["error"]["param"] == "to"
+        for bad in ("1700000000", "0001-01-01T00:00:00+01:00", "2026-04-14T13:00:00"):
+            refused = live.api.get(base, params={"from": bad})
+            assert refused.status_code == 422, bad
+            assert refused.json()["error"]["param"] == "from"
+
+    def test_to_excludes_its_own_instant(
+        self, live: LiveStack, finished_run: tuple[dict[str, Any], dict[str, Any]]
+    ) -> None:
+        automation, run = finished_run
+        flow_run = live.prefect.get(f"/flow_runs/{flow_run_id_of(run['id'])}").json()
+        started = flow_run["start_time"].replace("+00:00", "Z")
+        base = f"/automations/{automation['id']}/runs"
+
+        up_to = live.api.get(base, params={"to": started}).json()
+        at = live.api.get(base, params={"from": started}).json()
+
+        assert up_to["total"] == 0
+        assert at["total"] == 1
 
     def test_logs_are_the_runs_prefect_log_lines(
         self, live: LiveStack, finished_run: tuple[dict[str, Any], dict[str, Any]]
@@ -205,6 +223,9 @@ class TestReplayAndFilters:
             "critical",
         }
         assert len(first["logs"]) == 1 and first["hasMore"] is True
+        largest = live.api.get(path, params={"limit": 200})
+        assert largest.status_code == 200
+        assert largest.json()["hasMore"] is False
 
 
 class TestSchedulePreview:
@@ -286,6 +307,12 @@ class TestSchedulePreview:
             f"/automations/{automation['id']}/schedule", params={"count": 51}
         )
         assert too_many.json()["error"]["param"] == "count"
+        far = live.api.get(
+            f"/automations/{automation['id']}/schedule",
+            params={"from": "9999-12-30T00:00:00Z"},
+        )
+        assert far.status_code == 422
+        assert far.json()["error"]["param"] == "from"
 
     def test_timezones_lists_accepted_names(self, live: LiveStack) -> None:
         listing = live.api.get("/timezones").json()

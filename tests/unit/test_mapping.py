@@ -120,8 +120,25 @@ def make_flow_run(
             "start_time": start_time,
             "end_time": end_time,
             "expected_start_time": expected_start_time,
+            # A run with a start time has run once, as Prefect counts it.
+            "run_count": 1 if start_time is not None else 0,
         }
     )
+
+
+def test_run_cancelled_before_it_ran_keeps_its_queued_time() -> None:
+    queued = datetime(2026, 4, 14, 13, 0, 0, tzinfo=UTC)
+    flow_run = make_flow_run(
+        StateType.CANCELLED,
+        start_time=queued + timedelta(seconds=17),
+        end_time=queued + timedelta(seconds=17),
+        expected_start_time=queued,
+    ).model_copy(update={"run_count": 0})
+
+    run = run_out(flow_run, None)
+
+    assert run.started_at == "2026-04-14T13:00:00Z"
+    assert (run.status, run.error) == ("failure", "cancelled")
 
 
 def make_deployment(

@@ -315,6 +315,8 @@ class TestRetryDelay:
         "http://169.254.169.254/latest/meta-data",
         "http://0.0.0.0/hook",
         "http://10.0.0.5/hook",
+        "http://100.64.0.1/hook",
+        "http://[2002:7f00:1::]/hook",
     ],
 )
 def test_addresses_that_resolve_to_this_network_are_refused(
