@@ -505,6 +505,20 @@ class TestCreateValidation:
             ),
             (
                 with_changes(
+                    channels=[{"type": "webhook", "url": "http://127.0.0.1:99999/h"}]
+                ),
+                "channels[0].url",
+                "port outside 1-65535",
+            ),
+            (
+                with_changes(
+                    channels=[{"type": "webhook", "url": "https://u:pw@a.example/h"}]
+                ),
+                "channels[0].url",
+                "must not carry a user or password",
+            ),
+            (
+                with_changes(
                     channels=[
                         {"type": "webhook", "url": "https://a.example", "secret": ""}
                     ]
