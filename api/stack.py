@@ -111,12 +111,14 @@ class Stack:
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         (config.home / "logs").mkdir(parents=True, exist_ok=True)
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, args: list[str], extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.config.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
             args,
             cwd=self.config.project_dir,
-            env=self.environment,
+            env={**self.environment, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -217,6 +219,9 @@ class Stack:
                 "info",
                 "--no-access-log",
             ],
+            # A request waits on at most two tries of each Prefect call (10 s each)
+            # before it answers 503, instead of the client's default five.
+            extra_env={"PREFECT_CLIENT_MAX_RETRIES": "1"},
         )
         wait_until_up(f"{self.config.api_url}/health", 60, process)
 
