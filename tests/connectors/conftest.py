@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,13 +78,20 @@ def ours(pid: int) -> bool:
     return False
 
 
-def leftovers(before: set[int]) -> set[int]:
-    """Processes of ours running now that were not running at `before`.
+def leftovers(before: set[int], settle_seconds: float = 5.0) -> set[int]:
+    """Processes of ours still running that were not running at `before`.
 
     A plain count of the machine's processes would also count whatever other
     programs on a shared machine start or end meanwhile; this counts ours only.
+    A process that was just sent its signal may take a moment to end, so this
+    waits up to `settle_seconds` for the set to empty; a real leak outlives that.
     """
-    return {pid for pid in processes() - before if alive(pid) and ours(pid)}
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        left = {pid for pid in processes() - before if alive(pid) and ours(pid)}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
