@@ -28,6 +28,7 @@ from api.idempotency import IdempotencyStore
 from api.keys import KeyVerifier
 from api.limits import BodyLimitMiddleware, check_declared_length
 from api.prefect_calls import instrument, start_counting
+from api.rate_limit import RateLimiter
 from api.routes import router
 from api.runs import RunService
 from api.schemas import (
@@ -70,6 +71,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runs = RunService(client, app.state.service)
         app.state.idempotency = IdempotencyStore(client)
         app.state.keys = KeyVerifier(client, settings.key_cache_seconds)
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         yield
 
 

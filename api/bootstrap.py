@@ -1,6 +1,6 @@
 """What a fresh Prefect server needs before the API can serve: block types, the
-process work pool, the model catalogue, and a first key for the default
-organization."""
+process work pool, the model catalogue, the detector of lost runs, and a first key
+for the default organization."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from prefect.exceptions import ObjectAlreadyExists
 from prefect.workers.process import ProcessWorker
 
 from api.keys import create_key, list_keys
+from api.lost_runs import ensure_lost_run_detector
 from blocks import (
     WorkjetApiKey,
     WorkjetMcpConnector,
@@ -80,3 +81,4 @@ async def bootstrap(client: PrefectClient, work_pool: str) -> None:
     await register_blocks(client)
     await ensure_work_pool(client, work_pool)
     await ensure_catalog(client)
+    await ensure_lost_run_detector(client)

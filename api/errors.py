@@ -104,6 +104,19 @@ class UnavailableError(ApiError):
         return {"Retry-After": str(self.retry_after_seconds)}
 
 
+class RateLimitError(ApiError):
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class MethodNotAllowedError(ApiError):
     status = 405
     type = "invalid_request_error"
@@ -155,5 +168,6 @@ ErrorBodyDoc: dict[int | str, dict[str, object]] = {
     409: _documented("A conflict: a finished run, or an Idempotency-Key reused."),
     413: _documented("Request body too large."),
     422: _documented("A field or query parameter breaks a rule; `param` names it."),
+    429: _documented("Too many requests for this key; retry after Retry-After."),
     503: _documented("Prefect is unreachable; retry after Retry-After seconds."),
 }

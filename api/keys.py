@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from datetime import UTC, datetime
@@ -88,10 +89,12 @@ async def revoke_key(client: PrefectClient, identifier: str) -> str:
 
 
 class KeyVerifier:
-    """Finds the organization of a key, keeping answers for a few seconds.
+    """Finds the organization of a key, asking Prefect on every request by default.
 
-    The cache holds only what Prefect already said, so a restarted facade loses
-    nothing; a revoked key stops working once its entry expires.
+    The key is never compared as text: its SHA-256 hash names the block document
+    to read, and the stored hash is checked against it in constant time. With
+    `cache_seconds` above 0 answers are remembered that long, and a revoked key
+    works until its entry expires; at 0 revocation holds from the next request.
     """
 
     def __init__(self, client: PrefectClient, cache_seconds: float) -> None:
@@ -110,6 +113,8 @@ class KeyVerifier:
             return cached[1]
 
         organization = await self._lookup(key_hash)
+        if self.cache_seconds <= 0:
+            return organization
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key_hash] = (time.monotonic() + self.cache_seconds, organization)
@@ -121,5 +126,8 @@ class KeyVerifier:
                 document_name(key_hash), SLUG, include_secrets=False
             )
         except ObjectNotFound:
+            return None
+        stored = str(document.data.get("key_hash") or "")
+        if not hmac.compare_digest(stored.encode(), key_hash.encode()):
             return None
         return str(document.data.get("organization") or "") or None

@@ -9,21 +9,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from prefect.client.schemas.objects import Artifact, FlowRun, StateType
+from prefect.client.schemas.objects import (
+    Artifact,
+    ConcurrencyLimitStrategy,
+    ConcurrencyOptions,
+    FlowRun,
+    StateType,
+)
 from prefect.client.schemas.responses import DeploymentResponse
 from pydantic import TypeAdapter
 
 from api.schedules import next_fire_time
 from api.schemas import (
+    TIMEOUT_DEFAULT_SECONDS,
     AutomationCreate,
     AutomationOut,
     ChannelIn,
     ChannelOut,
+    OverlapPolicy,
     RunOut,
     WebhookChannelIn,
 )
 from flows.channels import StoredChannel
 from flows.ids import automation_id, run_id
+from flows.outcomes import CONCURRENCY_CANCEL_MESSAGE, SKIPPED_ERROR
 from flows.record import decode_metadata, public_run, timestamp
 from flows.triggers import replay_of, trigger_of
 
@@ -80,7 +89,35 @@ def flow_parameters(
         "model": body.model,
         "tools": list(body.tools),
         "channels": channels,
+        "timeout_seconds": body.timeout_seconds,
     }
+
+
+_COLLISION = {
+    "skip": ConcurrencyLimitStrategy.CANCEL_NEW,
+    "queue": ConcurrencyLimitStrategy.ENQUEUE,
+}
+
+
+def concurrency_of(
+    policy: OverlapPolicy,
+) -> tuple[int | None, ConcurrencyOptions | None]:
+    """The deployment's concurrency limit and options for an overlap policy: one
+    run at a time, the next one cancelled or made to wait; no limit for `allow`."""
+    if policy == "allow":
+        return None, None
+    return 1, ConcurrencyOptions(collision_strategy=_COLLISION[policy])
+
+
+def overlap_policy_of(deployment: DeploymentResponse) -> OverlapPolicy:
+    """Read back from Prefect, so a limit changed in its UI shows here too."""
+    limit = deployment.global_concurrency_limit
+    if limit is None:
+        return "allow"
+    options = deployment.concurrency_options
+    if options and options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW:
+        return "skip"
+    return "queue"
 
 
 def schedule_of(deployment: DeploymentResponse) -> tuple[str, str, bool]:
@@ -118,6 +155,10 @@ def automation_out(
         system_prompt=str(parameters.get("system_prompt") or ""),
         tools=list(parameters.get("tools") or []),
         channels=[channel_out(c) for c in stored_channels(parameters)],
+        overlap_policy=overlap_policy_of(deployment),
+        timeout_seconds=int(
+            parameters.get("timeout_seconds") or TIMEOUT_DEFAULT_SECONDS
+        ),
         last_run_at=(stats or {}).get("lastRunAt"),
         next_run_at=next_run_at(deployment, now),
         created_at=timestamp(created) or "",
@@ -132,13 +173,17 @@ def run_out(flow_run: FlowRun, artifact: Artifact | None) -> RunOut:
     output = artifact.data if artifact and isinstance(artifact.data, str) else None
     assert flow_run.deployment_id is not None
 
+    # A run Prefect ended (lost worker, overlap) has no record of it: the state's
+    # message says why.
     fallback_error = None
     if status == "failure" and state is not None:
         fallback_error = state.message or state.name
     if state is not None and state.type == StateType.CANCELLED:
         # Whatever the run had recorded before, it ended because it was cancelled.
-        record = record.model_copy(update={"error": "cancelled"}) if record else None
         fallback_error = "cancelled"
+        if state.message == CONCURRENCY_CANCEL_MESSAGE:
+            fallback_error = SKIPPED_ERROR
+        record = record.model_copy(update={"error": fallback_error}) if record else None
 
     run = public_run(
         run_id=run_id(flow_run.id),

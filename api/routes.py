@@ -27,6 +27,8 @@ from api.errors import (
 )
 from api.idempotency import IdempotencyStore
 from api.keys import KeyVerifier
+from api.rate_limit import RateLimiter
+from blocks.keys import hash_key
 from api.run_filters import RunQuery
 from api.runs import RunService
 from api.schedules import timezone_names
@@ -77,6 +79,9 @@ async def _organization(request: Request) -> str:
     organization = await verifier.organization_of(key.strip())
     if organization is None:
         raise AuthenticationError("The API key is not valid.")
+
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.check(hash_key(key.strip()))
     return organization
 
 

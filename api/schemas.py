@@ -28,6 +28,15 @@ NAME_MAX_CHARS = 200
 DESCRIPTION_MAX_CHARS = 2_000
 MAX_TOOLS = 20
 MAX_CHANNELS = 10
+TIMEOUT_DEFAULT_SECONDS = 900
+TIMEOUT_MIN_SECONDS = 10
+TIMEOUT_MAX_SECONDS = 86_400
+OverlapPolicy = Literal["skip", "queue", "allow"]
+_OVERLAP_DOC = (
+    "What a run due while the previous run still goes does: skip (recorded as a"
+    " failure), queue (waits its turn) or allow (runs alongside)."
+)
+_TIMEOUT_DOC = "Seconds the run's model step may take, fallbacks and tools included."
 
 _SLACK_NAME = re.compile(r"^#[a-z0-9][a-z0-9._-]{0,79}$")
 _SLACK_ID = re.compile(r"^[CGD][A-Z0-9]{8,20}$")
@@ -180,6 +189,13 @@ class AutomationCreate(_AutomationFields):
     timezone: str = "UTC"
     tools: list[str] = Field(default_factory=list, max_length=MAX_TOOLS)
     channels: list[ChannelIn] = Field(default_factory=list, max_length=MAX_CHANNELS)
+    overlap_policy: OverlapPolicy = Field("skip", description=_OVERLAP_DOC)
+    timeout_seconds: int = Field(
+        TIMEOUT_DEFAULT_SECONDS,
+        ge=TIMEOUT_MIN_SECONDS,
+        le=TIMEOUT_MAX_SECONDS,
+        description=_TIMEOUT_DOC,
+    )
 
 
 def _not_nullable(schema: dict[str, Any]) -> None:
@@ -210,6 +226,10 @@ class AutomationUpdate(_AutomationFields):
     timezone: str | None = None
     tools: list[str] | None = Field(default=None, max_length=MAX_TOOLS)
     channels: list[ChannelIn] | None = Field(default=None, max_length=MAX_CHANNELS)
+    overlap_policy: OverlapPolicy | None = Field(None, description=_OVERLAP_DOC)
+    timeout_seconds: int | None = Field(
+        None, ge=TIMEOUT_MIN_SECONDS, le=TIMEOUT_MAX_SECONDS, description=_TIMEOUT_DOC
+    )
 
     @field_validator(
         "name",
@@ -219,6 +239,8 @@ class AutomationUpdate(_AutomationFields):
         "timezone",
         "tools",
         "channels",
+        "overlap_policy",
+        "timeout_seconds",
         mode="before",
     )
     @classmethod
@@ -272,6 +294,8 @@ class AutomationOut(_Response):
     system_prompt: str
     tools: list[str]
     channels: list[ChannelOut]
+    overlap_policy: OverlapPolicy = "skip"
+    timeout_seconds: int = TIMEOUT_DEFAULT_SECONDS
     last_run_at: str | None
     next_run_at: str | None
     created_at: str

@@ -39,6 +39,7 @@ from api.errors import InvalidRequestError, NotFoundError, quoted_id
 from api.history import RunHistory, summary
 from api.mapping import (
     automation_out,
+    concurrency_of,
     flow_parameters,
     next_run_at,
     schedule_of,
@@ -90,6 +91,7 @@ class AutomationService:
         await self._check_model(body.model)
         await self._check_tools(body.tools)
         channels = await self.secrets.store(body.channels, previous=[])
+        limit, options = concurrency_of(body.overlap_policy)
 
         deployment_id = await self.client.create_deployment(
             flow_id=await self._automation_flow_id(),
@@ -109,6 +111,8 @@ class AutomationService:
             work_pool_name=self.template.work_pool_name,
             entrypoint=self.template.entrypoint,
             pull_steps=self.template.pull_steps,
+            concurrency_limit=limit,
+            concurrency_options=options,
         )
         deployment = await self.client.read_deployment(deployment_id)
         logger.info(
@@ -173,6 +177,8 @@ class AutomationService:
             parameters["name"] = body.name
         if body.system_prompt is not None:
             parameters["system_prompt"] = body.system_prompt
+        if body.timeout_seconds is not None:
+            parameters["timeout_seconds"] = body.timeout_seconds
 
         previous_channels = stored_channels(parameters)
         if body.channels is not None:
@@ -183,6 +189,10 @@ class AutomationService:
         update = DeploymentUpdate(parameters=parameters)
         if "description" in fields:
             update.description = body.description or ""
+        if body.overlap_policy is not None:
+            limit, options = concurrency_of(body.overlap_policy)
+            update.concurrency_limit = limit
+            update.concurrency_options = options
         if body.schedule is not None or body.timezone is not None:
             cron, zone, _ = schedule_of(deployment)
             update.schedules = [

@@ -24,7 +24,10 @@ class Settings:
         default_factory=lambda: _int("WORKJET_MAX_BODY_BYTES", 256 * 1024)
     )
     key_cache_seconds: int = field(
-        default_factory=lambda: _int("WORKJET_KEY_CACHE_SECONDS", 10)
+        default_factory=lambda: _int("WORKJET_KEY_CACHE_SECONDS", 0)
+    )
+    rate_limit_per_minute: int = field(
+        default_factory=lambda: _int("WORKJET_RATE_LIMIT_PER_MINUTE", 1200)
     )
     prefect_timeout_seconds: float = field(
         default_factory=lambda: float(_int("WORKJET_PREFECT_TIMEOUT_SECONDS", 10))

@@ -70,6 +70,16 @@ def stack_environment(config: StackConfig) -> dict[str, str]:
             "PREFECT_WORKER_QUERY_SECONDS": "2",
             "PREFECT_WORKER_PREFETCH_SECONDS": "15",
             "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+            # Heartbeats every 30 s (Prefect's minimum) let the lost-run detector
+            # crash a run whose worker died within its window (api/lost_runs.py).
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+            # A run queued behind its automation's previous one looks again soon.
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
+            # SQLite answers 503 when a write waits on the lock longer than this;
+            # bursts of runs wait longer than the default 10 s, and every client
+            # (worker, runs, facade) retries a 503 with backoff.
+            "PREFECT_SERVER_DATABASE_TIMEOUT": "30",
+            "PREFECT_CLIENT_MAX_RETRIES": "8",
             "PREFECT_LOGGING_LEVEL": environment.get("PREFECT_LOGGING_LEVEL", "INFO"),
             "WORKJET_PROJECT_DIR": str(config.project_dir),
             "WORKJET_HOME": str(config.home),

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import anyio
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
@@ -29,6 +30,7 @@ from flows.delivery import (
 )
 from flows.ids import automation_id, run_id, stats_variable_name
 from flows.model import ModelCallError
+from flows.outcomes import TIMEOUT_ERROR
 from flows.record import RunRecord, artifact_payload, public_run, timestamp
 from flows.triggers import MANUAL_TAG, trigger_of, untagged
 
@@ -97,6 +99,7 @@ async def run_automation(
     model: str = "standard",
     tools: list[str] | None = None,
     channels: list[StoredChannel] | None = None,
+    timeout_seconds: int = 900,
 ) -> State[None] | None:
     """Ask the model, keep the run record in Prefect, deliver the output."""
     logger = get_run_logger()
@@ -110,10 +113,16 @@ async def run_automation(
 
     record = RunRecord()
     output = ""
-    try:
-        output = await produce_output(system_prompt, model, tools or [], record)
-    except (ModelCallError, AgentError) as error:
-        record.error = str(error)
+    # The budget covers every model call, retry, fallback and tool call; a run
+    # past it keeps the tokens it spent and delivers nothing.
+    with anyio.move_on_after(timeout_seconds) as budget:
+        try:
+            output = await produce_output(system_prompt, model, tools or [], record)
+        except (ModelCallError, AgentError) as error:
+            record.error = str(error)
+    if budget.cancelled_caught:
+        output, record.error, record.has_output = "", TIMEOUT_ERROR, False
+        logger.warning("run timed out after %ds", timeout_seconds)
 
     # A run with nothing to say did not do its job: it is a failure, and no
     # channel gets a blank message (each records a `skipped` delivery instead).

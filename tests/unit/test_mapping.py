@@ -655,6 +655,9 @@ class TestAutomationOut:
                     "secretSet": False,
                 },
             ],
+            # A deployment without a concurrency limit lets runs overlap.
+            "overlapPolicy": "allow",
+            "timeoutSeconds": 900,
             "lastRunAt": "x",
             # 08:30 in New York on 14 April (EDT, UTC-4)
             "nextRunAt": "2026-04-14T12:30:00Z",
