@@ -20,6 +20,7 @@ Tests script it through directives in the system prompt, written as
                              without times, always
     retry_after=SECONDS      the `retry-after` header of 429 and 529 (default 1)
     overloaded=ID[,ID...]    requests for these model ids always answer 529
+    rate_limited=ID[,ID...]  requests for these model ids always answer 429
     reply=TEXT               reply with TEXT, verbatim up to the closing bracket
     reply_chars=N            reply with a deterministic text of exactly N characters
     max_tokens               (flag) cut the reply in half, stop_reason "max_tokens";
@@ -372,6 +373,7 @@ class Directives:
     times: int | None = None
     retry_after: float = 1.0
     overloaded: tuple[str, ...] = ()
+    rate_limited: tuple[str, ...] = ()
     reply: str | None = None
     reply_chars: int | None = None
     max_tokens: bool = False
@@ -431,6 +433,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "times": _number(int),
     "retry_after": _number(float),
     "overloaded": _model_ids,
+    "rate_limited": _model_ids,
     "reply": str,
     "reply_chars": _positive_int,
     "cache_read": _number(int),
@@ -533,6 +536,8 @@ class FaultScript:
     ) -> ApiError | None:
         if model in directives.overloaded:
             return scripted_error(529, directives, f"model {model} is overloaded")
+        if model in directives.rate_limited:
+            return scripted_error(429, directives, f"model {model} is rate limited")
         if directives.error is None:
             return None
 

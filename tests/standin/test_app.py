@@ -313,6 +313,24 @@ def test_overloaded_model_fails_while_another_answers(
     assert answered == ["claude-haiku-4-5"]
 
 
+def test_rate_limited_model_answers_429_while_another_answers(
+    make_client: MakeClient,
+) -> None:
+    system = f"{SYSTEM} [standin: rate_limited=claude-opus-4-5 retry_after=0.1]"
+    client = make_client(max_retries=0)
+
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        client.messages.create(
+            model="claude-opus-4-5", max_tokens=512, system=system, messages=ask()
+        )
+    answered = client.messages.create(
+        model="claude-sonnet-4-5", max_tokens=512, system=system, messages=ask()
+    )
+
+    assert caught.value.response.headers["retry-after"] == "0.1"
+    assert answered.model == "claude-sonnet-4-5"
+
+
 # ---------------------------------------------------------------------------
 # Reply directives
 
