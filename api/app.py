@@ -62,9 +62,13 @@ _KNOWN_FIELDS = sorted(
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    # A hung Prefect must become a 503, not a request that never ends.
-    timeout = httpx.Timeout(settings.prefect_timeout_seconds)
-    async with get_client(httpx_settings={"timeout": timeout}) as client:
+    # A hung Prefect must become a 503, not a request that never ends. Waiting for
+    # a connection is not a hung Prefect: a burst of requests queues there, and
+    # few connections keep SQLite's writers from locking each other out.
+    timeout = httpx.Timeout(settings.prefect_timeout_seconds, pool=120)
+    limits = httpx.Limits(max_connections=6, max_keepalive_connections=6)
+    httpx_settings = {"timeout": timeout, "limits": limits}
+    async with get_client(httpx_settings=httpx_settings) as client:
         instrument(client)
         template = load_template(settings.prefect_yaml, settings.project_dir)
         app.state.service = AutomationService(client, template)

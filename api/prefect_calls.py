@@ -7,8 +7,10 @@ nothing of Prefect's reaches a client: an unreachable or overloaded server becom
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import ParamSpec, TypeVar
@@ -41,8 +43,37 @@ async def _count_request(_: httpx.Request) -> None:
         counter[0] += 1
 
 
+class BusyRetryTransport(httpx.AsyncBaseTransport):
+    """Sends a request again while Prefect answers 503.
+
+    The SQLite-backed server answers 503 when a write finds the database locked,
+    and rolls the write back, so sending it again cannot do it twice. A burst of
+    writes clears within seconds. Timeouts are not retried here: a hung server is
+    left to the client's own retry, so it still becomes a 503 soon.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, attempts: int = 10) -> None:
+        self.inner = inner
+        self.attempts = attempts
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(self.attempts - 1):
+            response = await self.inner.handle_async_request(request)
+            if response.status_code != 503:
+                return response
+            await response.aclose()
+            logger.debug("prefect busy, sending again attempt=%d", attempt + 1)
+            await asyncio.sleep(min(0.2 * 2**attempt, 4.0) * random.uniform(0.5, 1.5))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 def instrument(client: PrefectClient) -> PrefectClient:
-    client._client.event_hooks["request"].append(_count_request)
+    http = client._client
+    http.event_hooks["request"].append(_count_request)
+    http._transport = BusyRetryTransport(http._transport)
     return client
 
 

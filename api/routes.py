@@ -28,7 +28,6 @@ from api.errors import (
 from api.idempotency import IdempotencyStore
 from api.keys import KeyVerifier
 from api.rate_limit import RateLimiter
-from blocks.keys import hash_key
 from api.run_filters import RunQuery
 from api.runs import RunService
 from api.schedules import timezone_names
@@ -47,6 +46,7 @@ from api.schemas import (
     TimezoneList,
 )
 from api.service import AutomationService
+from blocks.keys import hash_key
 
 router = APIRouter(responses=ErrorBodyDoc)
 

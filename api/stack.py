@@ -75,10 +75,9 @@ def stack_environment(config: StackConfig) -> dict[str, str]:
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
             # A run queued behind its automation's previous one looks again soon.
             "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
-            # SQLite answers 503 when a write waits on the lock longer than this;
-            # bursts of runs wait longer than the default 10 s, and every client
-            # (worker, runs, facade) retries a 503 with backoff.
-            "PREFECT_SERVER_DATABASE_TIMEOUT": "30",
+            # The SQLite server answers 503 to a write that waited on the lock
+            # too long; the worker and the runs retry it with backoff, longer
+            # than Prefect's default five times (the facade tries twice).
             "PREFECT_CLIENT_MAX_RETRIES": "8",
             "PREFECT_LOGGING_LEVEL": environment.get("PREFECT_LOGGING_LEVEL", "INFO"),
             "WORKJET_PROJECT_DIR": str(config.project_dir),

@@ -212,9 +212,16 @@ class TestBursts:
         self, live: LiveStack, make_automation: Callable[..., dict[str, Any]]
     ) -> None:
         automation = make_automation(overlapPolicy="allow")
+        path = f"/automations/{automation['id']}/run"
+
+        # A burst queues in the facade and Prefect: allow each request a while.
+        def run(_: int) -> str:
+            answer = live.api.post(path, timeout=120)
+            assert answer.status_code == 202, answer.text
+            return str(answer.json()["runId"])
 
         with ThreadPoolExecutor(max_workers=50) as pool:
-            answers = list(pool.map(lambda _: start_run(live, automation), range(50)))
+            answers = list(pool.map(run, range(50)))
 
         assert len(set(answers)) == 50
         deadline = time.monotonic() + 300
