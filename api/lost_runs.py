@@ -6,8 +6,8 @@ process died with its worker sends neither another heartbeat nor a final state, 
 Prefect would show it running for ever and its deployment's concurrency slot would
 stay taken. Prefect's own automations (event triggers, a feature unrelated to this
 service's automations) watch for exactly that: a proactive trigger that expects a
-heartbeat or a final state within a window after each heartbeat, and marks the run
-crashed when neither came. The detection lives in the Prefect server, so it holds
+heartbeat or a final state within a window after the run starts and after each
+heartbeat, and marks the run crashed when neither came. The detection lives in the Prefect server, so it holds
 whichever worker runs the flow.
 """
 
@@ -47,7 +47,9 @@ def lost_run_detector(window: int) -> AutomationCore:
             f" state for {window} s: its worker was lost."
         ),
         trigger=EventTrigger(
-            after={HEARTBEAT},
+            # A run's process reports Running and starts heartbeats at once; a
+            # process killed in between sent no heartbeat to open a window.
+            after={HEARTBEAT, "prefect.flow-run.Running"},
             expect={HEARTBEAT, *(f"prefect.flow-run.{s}" for s in FINAL_STATES)},
             match=ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"}),
             for_each={"prefect.resource.id"},

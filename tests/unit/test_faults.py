@@ -137,7 +137,10 @@ class TestLostRunDetector:
 
         assert detector.name == DETECTOR_NAME
         assert trigger.posture == Posture.Proactive
-        assert trigger.after == {"prefect.flow-run.heartbeat"}
+        assert trigger.after == {
+            "prefect.flow-run.heartbeat",
+            "prefect.flow-run.Running",
+        }
         assert "prefect.flow-run.heartbeat" in trigger.expect
         assert "prefect.flow-run.Completed" in trigger.expect
         assert trigger.for_each == {"prefect.resource.id"}
