@@ -7,8 +7,8 @@ Prefect would show it running for ever and its deployment's concurrency slot wou
 stay taken. Prefect's own automations (event triggers, a feature unrelated to this
 service's automations) watch for exactly that: a proactive trigger that expects a
 heartbeat or a final state within a window after the run starts and after each
-heartbeat, and marks the run crashed when neither came. The detection lives in the Prefect server, so it holds
-whichever worker runs the flow.
+heartbeat, and marks the run crashed when neither came. The detection lives in the
+Prefect server, so it holds whichever worker runs the flow.
 """
 
 from __future__ import annotations
