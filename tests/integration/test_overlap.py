@@ -208,10 +208,14 @@ class TestBursts:
                 if answer.status_code == 201:
                     live.api.delete(f"/automations/{answer.json()['id']}")
 
-    def test_fifty_parallel_runs_all_succeed(
+    def test_fifty_parallel_runs_are_all_recorded_and_none_crashes(
         self, live: LiveStack, make_automation: Callable[..., dict[str, Any]]
     ) -> None:
-        automation = make_automation(overlapPolicy="allow")
+        # Under `skip` the runs after the first are cancelled by Prefect before a
+        # process starts, so the burst of writes (requests, run creation, the
+        # worker's submissions) is all there and the suite stays quick; the
+        # fault drill runs a burst that all succeeds.
+        automation = make_automation(systemPrompt="Slow. " + directive(delay=20))
         path = f"/automations/{automation['id']}/run"
 
         # A burst queues in the facade and Prefect: allow each request a while.
@@ -224,16 +228,14 @@ class TestBursts:
             answers = list(pool.map(run, range(50)))
 
         assert len(set(answers)) == 50
-        deadline = time.monotonic() + 300
-        runs: list[dict[str, Any]] = []
+        history = live.api.get(f"{path}s?limit=100").json()
+        assert sorted(r["id"] for r in history["runs"]) == sorted(answers)
+        deadline = time.monotonic() + 180
+        runs: list[dict[str, Any]] = history["runs"]
         while time.monotonic() < deadline:
-            runs = live.api.get(
-                f"/automations/{automation['id']}/runs?limit=100"
-            ).json()["runs"]
+            runs = live.api.get(f"{path}s?limit=100").json()["runs"]
             if all(run["status"] != "running" for run in runs):
                 break
             time.sleep(2)
-        assert sorted(run["id"] for run in runs) == sorted(answers)
-        assert [run["status"] for run in runs] == ["success"] * 50, [
-            run["error"] for run in runs if run["status"] != "success"
-        ]
+        outcomes = sorted({(r["status"], r["error"]) for r in runs}, key=str)
+        assert outcomes == [("failure", SKIPPED_ERROR), ("success", None)]
