@@ -79,11 +79,9 @@ def up(args: argparse.Namespace) -> int:
     try:
         if config.uses_standin:
             stack.start_standin()
-        where = config.database_url or ""
-        if is_postgresql(where):
-            where = make_url(where).render_as_string(hide_password=True)
-        else:
-            where = str(config.home)
+        where = str(config.home)
+        if config.database_url and is_postgresql(config.database_url):
+            where = make_url(config.database_url).render_as_string(hide_password=True)
         print(f"Starting Prefect server (data in {where})...", flush=True)
         stack.start_prefect()
         key = stack.bootstrap()
