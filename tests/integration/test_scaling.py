@@ -107,10 +107,16 @@ def prefect_logs(live: LiveStack, flow_run_ids: list[str]) -> list[dict[str, Any
 
 def start_run_safely(live: LiveStack, automation: dict[str, Any]) -> str:
     """Start a run as a careful client does: with an idempotency key, sent again
-    when the API answers 503 (SQLite-backed Prefect is busy under many writes)."""
+    when the API answers 503 or does not answer in time (a machine busy with
+    thirty run processes)."""
     key = {"Idempotency-Key": str(uuid.uuid4())}
     for _ in range(20):
-        response = live.api.post(f"/automations/{automation['id']}/run", headers=key)
+        try:
+            response = live.api.post(
+                f"/automations/{automation['id']}/run", headers=key
+            )
+        except httpx.TimeoutException:
+            continue  # the same key again: the run is started at most once
         if response.status_code != 503:
             break
         time.sleep(min(float(response.headers.get("Retry-After", 1)), 2))
@@ -163,12 +169,19 @@ class TestTwoWorkers:
         assert {run["status"] for run in runs} == {"success"}
 
         flow_run_ids = [str(flow_run_id_of(run_id)) for run_id in run_ids]
-        lines = prefect_logs(live, flow_run_ids)
-        started = Counter(
-            line["flow_run_id"]
-            for line in lines
-            if line["message"].startswith("run started automation=")
-        )
+        # A run's last log lines are sent as its process exits, which can be after
+        # the run shows as finished: wait a little for every run's lines.
+        deadline = time.monotonic() + 30
+        while True:
+            lines = prefect_logs(live, flow_run_ids)
+            started = Counter(
+                line["flow_run_id"]
+                for line in lines
+                if line["message"].startswith("run started automation=")
+            )
+            if set(started) == set(flow_run_ids) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         # Both workers may try to take the same run: Prefect lets one through to
         # Pending and tells the other to abort.
         tries = Counter(
