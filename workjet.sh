@@ -38,6 +38,25 @@ setup() {
     fi
 }
 
+# The integration tests again, with Prefect on a new PostgreSQL database that is
+# dropped afterwards. WORKJET_TEST_POSTGRES_URL names the server (default: this
+# machine's, user postgres); WORKJET_TEST_POSTGRES=skip leaves the pass out.
+postgres_pass() {
+    if [ "${WORKJET_TEST_POSTGRES:-}" = skip ]; then
+        echo "PostgreSQL pass skipped (WORKJET_TEST_POSTGRES=skip)." >&2
+        return
+    fi
+    server=${WORKJET_TEST_POSTGRES_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/postgres}
+    if ! url=$(.venv/bin/python -m api.database create-test "$server"); then
+        echo "Cannot create a test database on $server: start PostgreSQL, set" \
+            "WORKJET_TEST_POSTGRES_URL, or WORKJET_TEST_POSTGRES=skip." >&2
+        return 1
+    fi
+    trap '.venv/bin/python -m api.database drop "$url"' EXIT
+    echo "Integration tests again, with Prefect on PostgreSQL..." >&2
+    WORKJET_TEST_DATABASE_URL=$url .venv/bin/python -m pytest -q tests/integration
+}
+
 command=${1:-up}
 setup
 case "$command" in
@@ -48,7 +67,11 @@ case "$command" in
         shift
         echo "Type-checking..." >&2
         .venv/bin/python -m mypy api flows blocks standin bench
-        exec .venv/bin/python -m pytest -q "$@"
+        if [ $# -gt 0 ]; then
+            exec .venv/bin/python -m pytest -q "$@"
+        fi
+        .venv/bin/python -m pytest -q
+        postgres_pass
         ;;
     *)
         exec .venv/bin/workjet "$@"

@@ -18,18 +18,21 @@ import threading
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
+from api.database import database_url, is_postgresql
 from api.settings import PROJECT_DIR
 from api.stack import WORK_POOL, Stack, StackConfig, stack_environment
 
 
 def _config(args: argparse.Namespace) -> StackConfig:
+    home = Path(os.environ.get("WORKJET_HOME", PROJECT_DIR / ".workjet"))
     return StackConfig(
-        home=Path(os.environ.get("WORKJET_HOME", PROJECT_DIR / ".workjet")),
+        home=home,
         api_port=int(os.environ.get("WORKJET_API_PORT", "8000")),
         prefect_port=int(os.environ.get("WORKJET_PREFECT_PORT", "4200")),
         standin_port=int(os.environ.get("WORKJET_STANDIN_PORT", "8765")),
-        database_url=os.environ.get("WORKJET_DATABASE_URL") or None,
+        database_url=database_url(home),
     )
 
 
@@ -76,7 +79,10 @@ def up(args: argparse.Namespace) -> int:
     try:
         if config.uses_standin:
             stack.start_standin()
-        print(f"Starting Prefect server (data in {config.home})...", flush=True)
+        where = str(config.home)
+        if config.database_url and is_postgresql(config.database_url):
+            where = make_url(config.database_url).render_as_string(hide_password=True)
+        print(f"Starting Prefect server (data in {where})...", flush=True)
         stack.start_prefect()
         key = stack.bootstrap()
         stack.start_worker()

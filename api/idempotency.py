@@ -13,6 +13,7 @@ Nothing is kept in the facade itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel
 
-from api.errors import ApiError, ConflictError, InvalidRequestError
+from api.errors import ConflictError, InvalidRequestError
 from api.prefect_calls import prefect_boundary
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
 TTL_SECONDS = 24 * 3600
 WAIT_FOR_FIRST_SECONDS = 20.0
+INSIST_TRIES = 4
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 Answer = TypeVar("Answer", bound=BaseModel)
@@ -132,7 +134,9 @@ class IdempotencyStore:
             "at": time.time(),
             "answer": remember(answer),
         }
-        await self.client.update_variable(VariableUpdate(name=name, value=value))
+        update = VariableUpdate(name=name, value=value)
+        if not await _insist(lambda: self.client.update_variable(update)):
+            logger.warning("idempotency answer not recorded name=%s", name)
         return answer
 
     async def _wait_for_answer(
@@ -161,9 +165,24 @@ class IdempotencyStore:
             await asyncio.sleep(0.2)
 
     async def _release(self, name: str) -> None:
-        try:
-            await self.client.delete_variable_by_name(name)
-        except ObjectNotFound:
-            pass
-        except ApiError:
+        async def delete() -> None:
+            with contextlib.suppress(ObjectNotFound):
+                await self.client.delete_variable_by_name(name)
+
+        if not await _insist(delete):
             logger.warning("idempotency key not released name=%s", name)
+
+
+async def _insist(call: Callable[[], Awaitable[Any]]) -> bool:
+    """Make a bookkeeping call, trying again while Prefect is busy (503s come in
+    bursts on SQLite): a key left claimed without an answer would make every retry
+    of the request a conflict until the key expires. Whether it worked."""
+    for attempt in range(INSIST_TRIES):
+        try:
+            await call()
+        except Exception:
+            logger.debug("idempotency bookkeeping failed attempt=%d", attempt + 1)
+            await asyncio.sleep(0.5 * (attempt + 1))
+        else:
+            return True
+    return False

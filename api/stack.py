@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from api.database import ensure_database
 from api.settings import PROJECT_DIR
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,8 @@ class Stack:
         wait_until_up(url, 30, process)
 
     def start_prefect(self) -> None:
+        if self.config.database_url:
+            ensure_database(self.config.database_url)
         process = self._spawn(
             "prefect-server",
             [

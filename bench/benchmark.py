@@ -1,48 +1,54 @@
-"""Latency of the facade next to the Prefect call each endpoint wraps.
+"""Latency of the facade next to the Prefect calls each endpoint wraps, at two
+sizes, and the lag of scheduled runs, on SQLite or PostgreSQL.
 
-    .venv/bin/python -m bench.benchmark [--automations 1000] [--runs 10000]
-                                        [--samples 30] [--keep]
+    .venv/bin/python -m bench.benchmark [--database sqlite|postgresql]
+        [--automations 1000,10000] [--runs 1000,100000] [--samples 30]
+        [--scheduled 30] [--keep]
 
 The command starts its own Prefect server and facade on free ports of 127.0.0.1,
-with their data in a temporary directory, seeds Prefect directly, times each
-endpoint in the table and prints a Markdown table. Nothing else is needed: no
-worker runs and no model is called.
+with their data in a temporary directory (SQLite) or in a new database of the
+PostgreSQL server at `WORKJET_BENCH_POSTGRES_URL` (default: this machine's, user
+postgres) that is dropped at the end; seeds Prefect directly, times each endpoint
+at each size and prints Markdown tables.
 
-Seeding goes straight to Prefect's REST API through Prefect's async client, two
-requests in flight (the SQLite-backed server answers 503 to bursts; on a 2-core
-machine 4 in flight seeded runs ~40% slower than 2, and 1 about as fast as 2). It
-makes `--automations` deployments of the automation flow the way the facade makes
-them (parameters, parameter schema, a weekly cron schedule, the
-`workjet-org:default` tag, the `workjet` work pool, the pull steps), then `--runs`
-COMPLETED flow runs, each with its markdown run-record artifact, spread over five
-automations: 80% on one "big" automation, the target of the run-history rows and
-of the single-automation read, the rest on four others. Those five also get the
-running-totals variable the flow keeps. Prefect has no bulk create for flow runs
-or artifacts, so each run costs two requests (25-30 runs/s on a 2-core machine).
+Seeding (see `bench.clone`): one automation and one completed run with its
+run-record artifact are made through Prefect's REST API exactly as the facade and
+the flow make them; the rest are copies of those rows written in bulk into
+Prefect's own tables through its server-side database interface. The automations
+are numbered; the oldest, the "big" one, gets every run, one every 5 minutes back
+from now, plus the running-totals variable the flow keeps. The sizes grow in
+steps: with the defaults, the rows are measured once at 1,000 automations and
+1,000 runs, then again at 10,000 automations and 100,000 runs.
 
-Two of the server's background services are off for the whole run. The scheduler
-would add future runs for every automation, and their write load, while the
-numbers are taken; run history leaves future runs out anyway. The event
-persister's writes of every run's state-change events lock SQLite and made
-seeding 3-4 times slower; no measured request reads events.
+Two of the server's background services are off while latencies are taken. The
+scheduler would add future runs for every automation, and their write load; run
+history leaves future runs out anyway. The event persister's writes lock SQLite;
+no measured request reads events.
 
-Each row takes `--samples` calls to the facade and as many to Prefect, interleaved
-(facade, Prefect, facade, ...) after 3 warm-up pairs, sequentially over keep-alive
-connections. A latency runs from sending the request to having read the whole
-body. The Prefect call is the one the facade makes for the data of that endpoint,
-with the same filter, sort and limit:
+Each row takes `--samples` calls to the facade and as many to Prefect,
+interleaved (facade, Prefect, all calls, facade, ...) after 3 warm-up rounds,
+sequentially over keep-alive connections. A latency runs from sending the
+request to having read the whole body.
 
   facade p50/p95   the facade endpoint, in milliseconds (nearest-rank percentiles)
-  Prefect p50/p95  the wrapped Prefect call, sent directly to Prefect
+  Prefect p50/p95  the Prefect call the endpoint wraps for its data, with the same
+                   filter, sort and limit, sent directly to Prefect
   ratio p50        facade p50 / Prefect p50
-  Prefect calls    the facade's `X-Prefect-Calls` header: all the Prefect requests
-                   one facade request made. "(constant)" when every sample made
-                   the same number; the facade keeps an API key's organization for
-                   10 s, so a request made after that expired adds one call.
+  all calls p50    every Prefect call the facade makes for that request, sent
+                   directly one after another (the facade sends two of them side
+                   by side); ratio: facade p50 / this
+  Prefect calls    the facade's `X-Prefect-Calls` header. "(constant)" when every
+                   sample made the same number; the facade keeps an API key's
+                   organization for 10 s, so a request after that adds one call.
 
-The facade lists at most 200 automations per page, so with `--automations 10000`
-the list row measures the first page (and Prefect is asked for the same 200).
-`--keep` leaves the temporary directory (Prefect's database, the logs) behind.
+The facade lists at most 200 automations per page, so the list rows measure the
+first page (and Prefect is asked for the same 200).
+
+Schedule lag (`bench.lag`): after the latencies, a process worker and the
+stand-in model start, `--scheduled` runs are scheduled over 3 minutes on automations
+made through the facade, and the lag of each is its `startedAt` minus its
+scheduled time. `--scheduled 0` leaves this out.
+`--keep` leaves the temporary directory (and the PostgreSQL database) behind.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import asyncio
 import functools
 import math
 import os
+import platform
 import random
 import secrets
 import shutil
@@ -60,7 +67,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,13 +76,15 @@ from uuid import UUID
 
 import httpx
 
+from api.database import POSTGRES_URL, create_test_database, drop_database
 from api.stack import WORK_POOL, Stack, StackConfig, stack_environment
+from bench.clone import RUN_SPACING, clone_deployments, clone_runs
+from bench.lag import Lag, measure_lag
 from flows.ids import automation_id, stats_variable_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
-IN_FLIGHT = 2
 BUSY_RETRIES = 30  # with the pauses below, up to about a minute
 WARMUP = 3
 PAGE = 200
@@ -83,11 +92,10 @@ ORGANIZATION = "default"
 ORGANIZATION_TAG = f"workjet-org:{ORGANIZATION}"
 TAGS = ["workjet", ORGANIZATION_TAG]
 CRON = "0 9 * * 1"
-BIG_SHARE = 0.8
-SMALL_AUTOMATIONS = 4
 SETTLE_SECONDS = 5.0
 CALLS_HEADER = "X-Prefect-Calls"
 SCHEDULED_TAG = "auto-scheduled"  # the tag Prefect's scheduler gives its runs
+HISTORY_START = "2000-01-01T00:00:00+00:00"  # as api.history counts from
 MODEL_ID = "claude-sonnet-4-5"
 PROMPT = (
     "Read the changes merged since last Monday and write a short summary for the"
@@ -106,47 +114,34 @@ Nothing is blocked. The release candidate is planned for Thursday.
 
 
 T = TypeVar("T")
-J = TypeVar("J")
-
-
-@dataclass
-class Seeded:
-    automations: int
-    runs: dict[UUID, int]
-    big: UUID
-    automation_seconds: float
-    run_seconds: float
-    busy_retries: int
 
 
 @dataclass
 class Row:
     facade_label: str
     prefect_label: str
+    size: str
     facade_ms: list[float] = field(default_factory=list)
     prefect_ms: list[float] = field(default_factory=list)
+    all_ms: list[float] = field(default_factory=list)
     calls: Counter[int] = field(default_factory=Counter)
 
 
-class Progress:
-    """Prints a line at every tenth of the work, with the time it has taken."""
+@dataclass
+class Seeding:
+    """What is in Prefect so far, and how long putting it there took."""
 
-    def __init__(self, what: str, total: int) -> None:
-        self.what = what
-        self.total = total
-        self.done = 0
-        self.started = time.monotonic()
+    automations: list[UUID] = field(default_factory=list)
+    template_run: UUID | None = None
+    runs: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
 
-    def tick(self) -> None:
-        self.done += 1
-        step = max(self.total // 10, 1)
-        if self.done % step == 0 or self.done == self.total:
-            elapsed = time.monotonic() - self.started
-            print(
-                f"  {self.what}: {self.done:,}/{self.total:,} in {elapsed:.0f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+    @property
+    def big(self) -> UUID:
+        return self.automations[0]
+
+    def timed(self, what: str, started: float) -> None:
+        self.seconds[what] = self.seconds.get(what, 0.0) + time.monotonic() - started
 
 
 def _free_ports(count: int) -> list[int]:
@@ -174,44 +169,20 @@ def _now() -> str:
 # ---- seeding -------------------------------------------------------------------
 
 
-class Busy:
-    """Sends a request again when Prefect answers 503 (SQLite busy).
+async def _busy(call: Callable[[], Awaitable[T]]) -> T:
+    """Send again when Prefect answers 503 (SQLite busy): a 503 means the
+    transaction was rolled back, so the same create makes no duplicate."""
+    from prefect.exceptions import PrefectHTTPStatusError
 
-    Prefect's client would wait 2, 4, 8... s before sending again; a busy SQLite
-    frees up in milliseconds, so the seeding turns the client's retries off and
-    retries here after a short, jittered pause that grows to 2 s. A 503 means the
-    transaction was rolled back, so sending the same create again makes no
-    duplicate.
-    """
-
-    def __init__(self) -> None:
-        self.retries = 0
-
-    async def send(self, call: Callable[[], Awaitable[T]]) -> T:
-        from prefect.exceptions import PrefectHTTPStatusError
-
-        for attempt in range(BUSY_RETRIES):
-            try:
-                return await call()
-            except PrefectHTTPStatusError as error:
-                busy = error.response.status_code == 503
-                if not busy or attempt == BUSY_RETRIES - 1:
-                    raise
-            self.retries += 1
-            pause = min(0.05 * 2**attempt, 2.0)
-            await asyncio.sleep(random.uniform(0.5, 1.5) * pause)
-        raise AssertionError("unreachable")
-
-
-async def _in_workers(jobs: Iterable[J], work: Callable[[J], Awaitable[None]]) -> None:
-    """Do the jobs in order with `IN_FLIGHT` workers: as many requests at most."""
-    pending = iter(jobs)
-
-    async def worker() -> None:
-        for job in pending:
-            await work(job)
-
-    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    for attempt in range(BUSY_RETRIES):
+        try:
+            return await call()
+        except PrefectHTTPStatusError as error:
+            if error.response.status_code != 503 or attempt == BUSY_RETRIES - 1:
+                raise
+        pause = min(0.05 * 2**attempt, 2.0)
+        await asyncio.sleep(random.uniform(0.5, 1.5) * pause)
+    raise AssertionError("unreachable")
 
 
 async def prepare() -> str:
@@ -236,20 +207,8 @@ def _parameters(index: int) -> dict[str, Any]:
     }
 
 
-def _spread(deployment_ids: list[UUID], runs: int) -> dict[UUID, int]:
-    """Runs per automation: most on the first, the rest shared by a few others."""
-    others = deployment_ids[1 : 1 + SMALL_AUTOMATIONS]
-    big_runs = math.ceil(runs * BIG_SHARE) if others else runs
-    plan = {deployment_ids[0]: big_runs}
-    rest = runs - big_runs
-    for index, deployment_id in enumerate(others):
-        plan[deployment_id] = rest // len(others) + (index < rest % len(others))
-    return plan
-
-
-async def _seed_automations(
-    client: PrefectClient, busy: Busy, count: int
-) -> list[UUID]:
+async def _create_template_automation(client: PrefectClient) -> UUID:
+    """Automation 0, made through Prefect's API as the facade makes automations."""
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.utilities.callables import parameter_schema
@@ -260,134 +219,99 @@ async def _seed_automations(
 
     settings = Settings()
     template = load_template(settings.prefect_yaml, settings.project_dir)
-    schema = parameter_schema(run_automation).model_dump_for_openapi()
-    flow_id = await client.create_flow_from_name(FLOW_NAME)
-    schedule = DeploymentScheduleCreate(
-        schedule=CronSchedule(cron=CRON, timezone="UTC"), active=True
-    )
-    created: dict[int, UUID] = {}
-    progress = Progress("automations", count)
-
-    async def create(index: int) -> None:
-        parameters = _parameters(index)
-        created[index] = await busy.send(
-            functools.partial(
-                client.create_deployment,
-                flow_id=flow_id,
-                name=f"{parameters['name']} [{secrets.token_hex(4)}]",
-                description="Seeded by bench.benchmark.",
-                parameters=parameters,
-                parameter_openapi_schema=schema,
-                schedules=[schedule],
-                paused=False,
-                tags=TAGS,
-                work_pool_name=WORK_POOL,
-                entrypoint=template.entrypoint,
-                pull_steps=template.pull_steps,
-            )
+    parameters = _parameters(0)
+    return await _busy(
+        functools.partial(
+            client.create_deployment,
+            flow_id=await client.create_flow_from_name(FLOW_NAME),
+            name=f"{parameters['name']} [{secrets.token_hex(4)}]",
+            description="Seeded by bench.benchmark.",
+            parameters=parameters,
+            parameter_openapi_schema=parameter_schema(
+                run_automation
+            ).model_dump_for_openapi(),
+            schedules=[
+                DeploymentScheduleCreate(
+                    schedule=CronSchedule(cron=CRON, timezone="UTC"), active=True
+                )
+            ],
+            paused=False,
+            tags=TAGS,
+            work_pool_name=WORK_POOL,
+            entrypoint=template.entrypoint,
+            pull_steps=template.pull_steps,
         )
-        progress.tick()
-
-    await _in_workers(range(count), create)
-    return [created[index] for index in range(count)]
+    )
 
 
-async def _seed_runs(
-    client: PrefectClient,
-    busy: Busy,
-    plan: dict[UUID, int],
-    parameters: dict[UUID, dict[str, Any]],
-) -> None:
+async def _create_template_run(client: PrefectClient, deployment_id: UUID) -> UUID:
+    """One completed run of automation 0 with its run-record artifact, made through
+    Prefect's API, and the running totals the flow keeps for the automation."""
     from flows.automation import FLOW_NAME
     from flows.record import RunRecord, artifact_payload
 
-    flow_id = await client.create_flow_from_name(FLOW_NAME)
-    # Ordered by position so the automations' runs interleave in time, as they do
-    # when several automations run over the same weeks.
-    jobs = sorted(
-        ((d, n) for d, count in plan.items() for n in range(count)),
-        key=lambda job: job[1],
+    run = {
+        "flow_id": str(await client.create_flow_from_name(FLOW_NAME)),
+        "deployment_id": str(deployment_id),
+        "parameters": _parameters(0),
+        "tags": [*TAGS, SCHEDULED_TAG],
+        "work_pool_name": WORK_POOL,
+        "state": {"type": "COMPLETED", "message": "seeded by bench.benchmark"},
+    }
+    created = await _busy(
+        functools.partial(client.request, "POST", "/flow_runs/", json=run)
     )
-    progress = Progress("runs", len(jobs))
-
-    async def create(job: tuple[UUID, int]) -> None:
-        deployment_id, number = job
-        run = {
-            "flow_id": str(flow_id),
-            "deployment_id": str(deployment_id),
-            "parameters": parameters[deployment_id],
-            "tags": [*TAGS, SCHEDULED_TAG],
-            "work_pool_name": WORK_POOL,
-            "state": {"type": "COMPLETED", "message": "seeded by bench.benchmark"},
-        }
-        created = await busy.send(
-            functools.partial(client.request, "POST", "/flow_runs/", json=run)
-        )
-
-        record = RunRecord(
-            model=MODEL_ID,
-            tokens_input=1200 + number % 300,
-            tokens_output=350 + number % 150,
-            estimated_cost=0.009,
-            stop_reason="end_turn",
-            has_output=True,
-        )
-        artifact = {
-            **artifact_payload(record, OUTPUT),
-            "flow_run_id": created.json()["id"],
-        }
-        await busy.send(
-            functools.partial(client.request, "POST", "/artifacts/", json=artifact)
-        )
-        progress.tick()
-
-    await _in_workers(jobs, create)
-
-    # The running totals the flow keeps for every automation that has run.
-    for deployment_id, count in plan.items():
-        if not count:
-            continue
-        stats = {
-            "lastRunAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "tokensInput": 1300 * count,
-            "tokensOutput": 400 * count,
-            "estimatedCost": round(0.009 * count, 6),
-        }
-        variable = {"name": stats_variable_name(deployment_id), "value": stats}
-        await busy.send(
-            functools.partial(client.request, "POST", "/variables/", json=variable)
-        )
+    record = RunRecord(
+        model=MODEL_ID,
+        tokens_input=1200,
+        tokens_output=350,
+        estimated_cost=0.009,
+        stop_reason="end_turn",
+        has_output=True,
+    )
+    artifact = {**artifact_payload(record, OUTPUT), "flow_run_id": created.json()["id"]}
+    await _busy(functools.partial(client.request, "POST", "/artifacts/", json=artifact))
+    stats = {
+        "lastRunAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tokensInput": 1300,
+        "tokensOutput": 400,
+        "estimatedCost": 0.009,
+    }
+    variable = {"name": stats_variable_name(deployment_id), "value": stats}
+    await _busy(functools.partial(client.request, "POST", "/variables/", json=variable))
+    return UUID(created.json()["id"])
 
 
-async def seed(automations: int, runs: int) -> Seeded:
+async def grow(seeding: Seeding, automations: int, runs: int) -> None:
+    """Seed until Prefect holds `automations` automations and the big one `runs`
+    runs."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-    busy = Busy()
-    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
-        async with get_client() as client:
-            started = time.monotonic()
-            deployment_ids = await _seed_automations(client, busy, automations)
-            automation_seconds = time.monotonic() - started
+    if not seeding.automations:
+        started = time.monotonic()
+        with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+            async with get_client() as client:
+                seeding.automations.append(await _create_template_automation(client))
+                seeding.template_run = await _create_template_run(client, seeding.big)
+        seeding.runs = 1
+        seeding.timed("through the REST API", started)
 
-            plan = _spread(deployment_ids, runs)
-            parameters = {
-                deployment_id: _parameters(index)
-                for index, deployment_id in enumerate(deployment_ids)
-                if deployment_id in plan
-            }
-            started = time.monotonic()
-            await _seed_runs(client, busy, plan, parameters)
-            run_seconds = time.monotonic() - started
+    started = time.monotonic()
+    missing = automations - len(seeding.automations)
+    if missing > 0:
+        seeding.automations += await clone_deployments(
+            seeding.big, missing, len(seeding.automations), _parameters
+        )
+    seeding.timed("automations", started)
 
-    return Seeded(
-        automations=automations,
-        runs=plan,
-        big=deployment_ids[0],
-        automation_seconds=automation_seconds,
-        run_seconds=run_seconds,
-        busy_retries=busy.retries,
-    )
+    started = time.monotonic()
+    missing = runs - seeding.runs
+    if missing > 0 and seeding.template_run is not None:
+        newest = datetime.now(UTC) - RUN_SPACING * seeding.runs
+        await clone_runs(seeding.template_run, missing, newest)
+        seeding.runs = runs
+    seeding.timed("runs", started)
 
 
 # ---- measuring -----------------------------------------------------------------
@@ -410,96 +334,152 @@ def measure(
     row: Row,
     facade: Callable[[], httpx.Response],
     prefect: Callable[[], httpx.Response],
+    every_call: Callable[[], httpx.Response],
     check: Callable[[Any, Any], bool],
     samples: int,
 ) -> Row:
     for index in range(WARMUP + samples):
         facade_ms, facade_response = _timed(facade)
         prefect_ms, prefect_response = _timed(prefect)
+        all_ms, _ = _timed(every_call)
         if index == 0 and not check(facade_response.json(), prefect_response.json()):
             raise RuntimeError(f"{row.facade_label}: the facade and Prefect disagree")
         if index < WARMUP:
             continue
         row.facade_ms.append(facade_ms)
         row.prefect_ms.append(prefect_ms)
+        row.all_ms.append(all_ms)
         row.calls[int(facade_response.headers[CALLS_HEADER])] += 1
     return row
 
 
-def _runs_body(deployment_id: UUID, limit: int) -> dict[str, Any]:
+def _in_sequence(*calls: Callable[[], httpx.Response]) -> Callable[[], httpx.Response]:
+    def send() -> httpx.Response:
+        for call in calls:
+            response = call()
+            if response.status_code != 200:
+                return response
+        return response
+
+    return send
+
+
+def _runs_filter(deployment_id: UUID) -> dict[str, Any]:
     """What the facade's run history asks Prefect for (`history_filter`)."""
     return {
-        "flow_runs": {
-            "deployment_id": {"any_": [str(deployment_id)]},
-            "expected_start_time": {"before_": _now()},
-        },
-        "sort": "EXPECTED_START_TIME_DESC",
-        "limit": limit,
-        "offset": 0,
+        "deployment_id": {"any_": [str(deployment_id)]},
+        "expected_start_time": {"before_": _now()},
     }
 
 
-def measure_all(
-    config: StackConfig, api_key: str, seeded: Seeded, samples: int
-) -> list[Row]:
-    big = seeded.big
-    public = automation_id(big)
-    listing = {
-        "deployments": {"tags": {"all_": [ORGANIZATION_TAG]}},
-        "sort": "CREATED_DESC",
-        "limit": PAGE,
-        "offset": 0,
-    }
+class Endpoints:
+    """The measured endpoints, each with the Prefect calls it makes."""
 
-    def same_length(key: str) -> Callable[[Any, Any], bool]:
-        return lambda facade, prefect: len(facade[key]) == len(prefect)
+    def __init__(self, api: httpx.Client, prefect: httpx.Client) -> None:
+        self.api = api
+        self.prefect = prefect
 
-    headers = {"Authorization": f"Bearer {api_key}"}
-    with (
-        httpx.Client(base_url=config.api_url, headers=headers, timeout=60) as api,
-        httpx.Client(base_url=config.prefect_api_url, timeout=60) as prefect,
-    ):
-        return [
-            measure(
-                Row(
-                    "GET /v1/automations",
-                    "POST /api/deployments/filter (tag, limit 200)",
-                ),
-                lambda: api.get("/automations"),
-                lambda: prefect.post("/deployments/filter", json=listing),
-                same_length("automations"),
-                samples,
+    def listing(self, seeding: Seeding, samples: int) -> Row:
+        prefect = self.prefect
+        owned = {"tags": {"all_": [ORGANIZATION_TAG]}}
+        body = {"deployments": owned, "sort": "CREATED_DESC", "limit": PAGE}
+        newest = seeding.automations[-PAGE:]
+        names = [stats_variable_name(deployment_id) for deployment_id in newest]
+        stats = {"variables": {"name": {"any_": names}}, "limit": len(names)}
+        size = f"{len(seeding.automations):,} automations"
+        return measure(
+            Row("GET /v1/automations", "POST /deployments/filter (limit 200)", size),
+            lambda: self.api.get("/automations"),
+            lambda: prefect.post("/deployments/filter", json=body),
+            _in_sequence(
+                lambda: prefect.post("/deployments/filter", json=body),
+                lambda: prefect.post("/deployments/count", json={"deployments": owned}),
+                lambda: prefect.post("/variables/filter", json=stats),
             ),
-            measure(
-                Row("GET /v1/automations/{id}", "GET /api/deployments/{uuid}"),
-                lambda: api.get(f"/automations/{public}"),
+            lambda facade, raw: len(facade["automations"]) == len(raw),
+            samples,
+        )
+
+    def one(self, seeding: Seeding, samples: int) -> Row:
+        prefect, big = self.prefect, seeding.big
+        stats = {"variables": {"name": {"any_": [stats_variable_name(big)]}}}
+
+        def history() -> httpx.Response:
+            now = datetime.now(UTC)
+            start = datetime.fromisoformat(HISTORY_START)
+            body = {
+                "history_start": HISTORY_START,
+                "history_end": now.isoformat(),
+                "history_interval_seconds": (now - start).total_seconds() + 1,
+                "flow_runs": _runs_filter(big),
+            }
+            return prefect.post("/flow_runs/history", json=body)
+
+        latest = {
+            "flow_runs": _runs_filter(big),
+            "sort": "EXPECTED_START_TIME_DESC",
+            "limit": 1,
+        }
+        return measure(
+            Row(
+                "GET /v1/automations/{id}",
+                "GET /deployments/{id}",
+                f"{seeding.runs:,} runs",
+            ),
+            lambda: self.api.get(f"/automations/{automation_id(big)}"),
+            lambda: prefect.get(f"/deployments/{big}"),
+            _in_sequence(
                 lambda: prefect.get(f"/deployments/{big}"),
-                lambda facade, prefect: (
-                    facade["id"] == automation_id(UUID(prefect["id"]))
-                ),
-                samples,
+                lambda: prefect.post("/variables/filter", json=stats),
+                history,
+                lambda: prefect.post("/flow_runs/filter", json=latest),
             ),
-            measure(
-                Row(
-                    "GET /v1/automations/{id}/runs?limit=100",
-                    "POST /api/flow_runs/filter (deployment, limit 100)",
-                ),
-                lambda: api.get(f"/automations/{public}/runs", params={"limit": 100}),
-                lambda: prefect.post("/flow_runs/filter", json=_runs_body(big, 100)),
-                same_length("runs"),
-                samples,
+            lambda facade, raw: facade["id"] == automation_id(UUID(raw["id"])),
+            samples,
+        )
+
+    def runs(self, seeding: Seeding, samples: int, limit: int = 100) -> Row:
+        prefect, big = self.prefect, seeding.big
+
+        def page() -> httpx.Response:
+            body = {
+                "flow_runs": _runs_filter(big),
+                "sort": "EXPECTED_START_TIME_DESC",
+                "limit": limit,
+            }
+            return prefect.post("/flow_runs/filter", json=body)
+
+        def records() -> httpx.Response:
+            ids = [flow_run["id"] for flow_run in page().json()]
+            body = {
+                "artifacts": {
+                    "flow_run_id": {"any_": ids},
+                    "type": {"any_": ["markdown"]},
+                },
+                "limit": min(2 * len(ids), 200),
+            }
+            return prefect.post("/artifacts/filter", json=body)
+
+        return measure(
+            Row(
+                f"GET /v1/automations/{{id}}/runs?limit={limit}",
+                f"POST /flow_runs/filter (limit {limit})",
+                f"{seeding.runs:,} runs",
             ),
-            measure(
-                Row(
-                    "GET /v1/automations/{id}/runs?limit=20",
-                    "POST /api/flow_runs/filter (deployment, limit 20)",
-                ),
-                lambda: api.get(f"/automations/{public}/runs", params={"limit": 20}),
-                lambda: prefect.post("/flow_runs/filter", json=_runs_body(big, 20)),
-                same_length("runs"),
-                samples,
+            lambda: self.api.get(
+                f"/automations/{automation_id(big)}/runs", params={"limit": limit}
             ),
-        ]
+            page,
+            _in_sequence(
+                lambda: prefect.get(f"/deployments/{big}"),
+                lambda: prefect.post(
+                    "/flow_runs/count", json={"flow_runs": _runs_filter(big)}
+                ),
+                records,  # the page of runs, then their artifacts
+            ),
+            lambda facade, raw: len(facade["runs"]) == len(raw),
+            samples,
+        )
 
 
 # ---- report --------------------------------------------------------------------
@@ -511,54 +491,78 @@ def _calls(counts: Counter[int]) -> str:
     return ", ".join(f"{calls} ({times}×)" for calls, times in sorted(counts.items()))
 
 
-def report(
-    rows: list[Row], seeded: Seeded, samples: int, load: tuple[float, float]
-) -> str:
-    big_runs = seeded.runs[seeded.big]
-    other_runs = sum(seeded.runs.values()) - big_runs
-    total_runs = sum(seeded.runs.values())
-    seconds = seeded.automation_seconds + seeded.run_seconds
+def latency_table(rows: list[Row]) -> list[str]:
     lines = [
-        f"Seeded {seeded.automations:,} automations and {total_runs:,} completed runs"
-        f" (each with its run-record artifact): {big_runs:,} on the big automation"
-        f" {automation_id(seeded.big)}, {other_runs:,} on"
-        f" {len(seeded.runs) - 1} others.",
-        f"Seeding took {seconds:.0f} s: automations {seeded.automation_seconds:.0f} s"
-        f" ({seeded.automations / max(seeded.automation_seconds, 1e-9):.0f}/s),"
-        f" runs {seeded.run_seconds:.0f} s"
-        f" ({total_runs / max(seeded.run_seconds, 1e-9):.0f}/s), {IN_FLIGHT} requests"
-        f" in flight; {seeded.busy_retries:,} requests were answered 503 (SQLite"
-        " busy) and sent again.",
-        f"{samples} samples per endpoint after {WARMUP} warm-ups, facade and Prefect"
-        " interleaved; latencies in ms. The single-automation and run rows read the"
-        " big automation.",
-        f"Machine: {os.cpu_count()} CPUs; 1-minute load average {load[0]:.1f} before"
-        f" and {load[1]:.1f} after measuring (every process on the machine counts).",
-    ]
-    if seeded.automations > PAGE:
-        lines.append(
-            f"The automation list row reads the first page: {PAGE} of"
-            f" {seeded.automations:,}."
-        )
-    lines += [
-        "",
-        "| Facade endpoint | Prefect call it wraps | facade p50 | facade p95"
-        " | Prefect p50 | Prefect p95 | ratio p50 | Prefect calls per request |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| Facade endpoint | size | facade p50 | facade p95 | Prefect call it wraps"
+        " | Prefect p50 | Prefect p95 | ratio p50 | all its calls p50 | ratio"
+        " | Prefect calls per request |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
-        facade_p50 = _percentile(row.facade_ms, 0.5)
-        prefect_p50 = _percentile(row.prefect_ms, 0.5)
+        facade = _percentile(row.facade_ms, 0.5)
+        prefect = _percentile(row.prefect_ms, 0.5)
+        every = _percentile(row.all_ms, 0.5)
         lines.append(
-            f"| `{row.facade_label}` | `{row.prefect_label}`"
-            f" | {facade_p50:.1f} | {_percentile(row.facade_ms, 0.95):.1f}"
-            f" | {prefect_p50:.1f} | {_percentile(row.prefect_ms, 0.95):.1f}"
-            f" | {facade_p50 / prefect_p50:.1f}× | {_calls(row.calls)} |"
+            f"| `{row.facade_label}` | {row.size} | {facade:.1f}"
+            f" | {_percentile(row.facade_ms, 0.95):.1f} | `{row.prefect_label}`"
+            f" | {prefect:.1f} | {_percentile(row.prefect_ms, 0.95):.1f}"
+            f" | {facade / prefect:.1f}× | {every:.1f} | {facade / every:.1f}×"
+            f" | {_calls(row.calls)} |"
         )
+    return lines
+
+
+def lag_lines(lag: Lag) -> list[str]:
+    statuses = ", ".join(f"{count} {name}" for name, count in lag.statuses.items())
+    return [
+        "",
+        f"Schedule lag: {len(lag.seconds)} scheduled runs, {lag.automations}"
+        f" automations firing together each minute for {lag.minutes} minutes, one"
+        f" process worker ({statuses}).",
+        "",
+        "| schedule lag (startedAt - scheduled time) | p50 | p95 | max |",
+        "|---|---:|---:|---:|",
+        f"| seconds | {_percentile(lag.seconds, 0.5):.1f}"
+        f" | {_percentile(lag.seconds, 0.95):.1f} | {max(lag.seconds):.1f} |",
+    ]
+
+
+def report(
+    database: str,
+    rows: list[Row],
+    lag: Lag | None,
+    seeding: Seeding,
+    samples: int,
+    loads: list[float],
+) -> str:
+    seeded = ", ".join(
+        f"{what} {seconds:.0f} s" for what, seconds in seeding.seconds.items()
+    )
+    lines = [
+        f"Database: {database}. Seeding: {seeded} (copies of rows written by"
+        " Prefect's API, see bench/clone.py).",
+        f"{samples} samples per row after {WARMUP} warm-ups; latencies in ms; the"
+        f" list rows read the first page ({PAGE}); the other rows read the big"
+        " automation, which holds every run.",
+        f"Machine: {os.cpu_count()} CPUs, {platform.platform()}; 1-minute load"
+        f" average while measuring: {', '.join(f'{load:.1f}' for load in loads)}"
+        " (every process on the machine counts).",
+        "",
+        *latency_table(rows),
+    ]
+    if lag is not None:
+        lines += lag_lines(lag)
     return "\n".join(lines)
 
 
 # ---- command -------------------------------------------------------------------
+
+
+def _sizes(text: str) -> list[int]:
+    sizes = [int(part.replace("_", "")) for part in text.split(",")]
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError("sizes must be >= 1")
+    return sizes
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -567,34 +571,89 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--automations", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=10_000)
-    parser.add_argument("--samples", type=int, default=30)
     parser.add_argument(
-        "--keep", action="store_true", help="keep the temporary directory"
+        "--database", choices=["sqlite", "postgresql"], default="sqlite"
     )
+    parser.add_argument("--automations", type=_sizes, default=[1000, 10_000])
+    parser.add_argument("--runs", type=_sizes, default=[1000, 100_000])
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--scheduled", type=int, default=30)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data")
     args = parser.parse_args(argv)
-    if args.automations < 1 or args.runs < 0 or args.samples < 1:
-        parser.error("--automations and --samples must be >= 1, --runs >= 0")
+    if len(args.automations) != len(args.runs):
+        parser.error("--automations and --runs need as many sizes each")
+    if args.samples < 1 or args.scheduled < 0:
+        parser.error("--samples must be >= 1, --scheduled >= 0")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    # Prefect reads its settings when it is first imported: point this process at
-    # the benchmark's own server before anything imports Prefect.
-    args = _arguments(argv)
-    home = Path(tempfile.mkdtemp(prefix="workjet-bench-"))
+def _config(args: argparse.Namespace, home: Path) -> StackConfig:
+    database_url = None
+    if args.database == "postgresql":
+        server = os.environ.get("WORKJET_BENCH_POSTGRES_URL", POSTGRES_URL)
+        database_url = create_test_database(server, prefix="workjet_bench_")
     api_port, prefect_port, standin_port = _free_ports(3)
-    config = StackConfig(
+    return StackConfig(
         home=home,
         api_port=api_port,
         prefect_port=prefect_port,
         standin_port=standin_port,
+        database_url=database_url,
         extra_env={
             "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
             "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
         },
     )
+
+
+def run(args: argparse.Namespace, config: StackConfig) -> str:
+    stack = Stack(config)
+    seeding = Seeding()
+    rows: list[Row] = []
+    loads: list[float] = []
+    lag = None
+    try:
+        print("Starting Prefect...", file=sys.stderr, flush=True)
+        stack.start_prefect()
+        api_key = asyncio.run(prepare())
+        stack.start_api()
+        headers = {"Authorization": f"Bearer {api_key}"}
+        with (
+            httpx.Client(base_url=config.api_url, headers=headers, timeout=60) as api,
+            httpx.Client(base_url=config.prefect_api_url, timeout=60) as prefect,
+            asyncio.Runner() as runner,
+        ):
+            endpoints = Endpoints(api, prefect)
+            for automations, runs in zip(args.automations, args.runs, strict=True):
+                print(
+                    f"Seeding to {automations:,} automations, {runs:,} runs...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                runner.run(grow(seeding, automations, runs))
+                time.sleep(SETTLE_SECONDS)
+                print("Measuring...", file=sys.stderr, flush=True)
+                loads.append(os.getloadavg()[0])
+                rows.append(endpoints.listing(seeding, args.samples))
+                rows.append(endpoints.one(seeding, args.samples))
+                rows.append(endpoints.runs(seeding, args.samples))
+                loads.append(os.getloadavg()[0])
+            if args.scheduled:
+                print("Measuring schedule lag...", file=sys.stderr, flush=True)
+                stack.start_standin()
+                stack.start_worker()
+                lag = measure_lag(api, prefect, args.scheduled)
+    finally:
+        stack.stop()
+    return report(args.database, rows, lag, seeding, args.samples, loads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    home = Path(tempfile.mkdtemp(prefix="workjet-bench-"))
+    config = _config(args, home)
+    # Prefect reads its settings when it is first imported: point this process at
+    # the benchmark's own server and database before anything imports Prefect.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.update(
         {
@@ -607,29 +666,16 @@ def main(argv: list[str] | None = None) -> int:
         raise RuntimeError("Prefect was imported before its settings were made")
 
     began = time.monotonic()
-    stack = Stack(config)
     try:
-        print(f"Starting Prefect (data in {home})...", file=sys.stderr, flush=True)
-        stack.start_prefect()
-        api_key = asyncio.run(prepare())
-        stack.start_api()
-
-        print("Seeding Prefect...", file=sys.stderr, flush=True)
-        seeded = asyncio.run(seed(args.automations, args.runs))
-        time.sleep(SETTLE_SECONDS)  # let background work from the seeding finish
-
-        print("Measuring...", file=sys.stderr, flush=True)
-        load_before = os.getloadavg()[0]
-        rows = measure_all(config, api_key, seeded, args.samples)
-        load_after = os.getloadavg()[0]
+        table = run(args, config)
     finally:
-        stack.stop()
         if args.keep:
-            print(f"Kept {home}", file=sys.stderr)
+            print(f"Kept {home} {config.database_url or ''}", file=sys.stderr)
         else:
             shutil.rmtree(home, ignore_errors=True)
-
-    print(report(rows, seeded, args.samples, (load_before, load_after)))
+            if config.database_url:
+                drop_database(config.database_url)
+    print(table)
     print(f"\nWhole run: {time.monotonic() - began:.0f} s")
     return 0
 

@@ -17,6 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.objects import State, StateType
 from prefect.context import get_run_context
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.states import Cancelled
 from prefect.variables import Variable
 
@@ -55,7 +56,12 @@ async def _update_stats(deployment_id: UUID, changes: dict[str, Any]) -> None:
             stats[key] = round(stats.get(key, 0) + value, 6)
         else:
             stats[key] = value
-    await Variable.aset(name, stats, overwrite=True)
+    try:
+        await Variable.aset(name, stats, overwrite=True)
+    except ObjectAlreadyExists:
+        # Another run of this automation created the variable between the read
+        # and the write (runs starting together): add to what it wrote.
+        await _update_stats(deployment_id, changes)
 
 
 async def _tag_trigger(flow_run: Any) -> None:

@@ -5,6 +5,7 @@ automation was made."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,11 +106,18 @@ class TestFilesystemEndToEnd:
             },
         ).json()
         assert sorted(a["type"] for a in artifacts) == ["markdown", "table"]
-        logs = live.prefect.post(
-            "/logs/filter",
-            json={"logs": {"flow_run_id": {"any_": [str(flow_run_id_of(run_id))]}}},
-        ).json()
-        calls = [log["message"] for log in logs if "tool call" in log["message"]]
+        # The run's process sends its log lines in batches, the last ones as it
+        # exits, which can be after the run is already shown as finished.
+        calls: list[str] = []
+        deadline = time.monotonic() + 20
+        while not calls and time.monotonic() < deadline:
+            logs = live.prefect.post(
+                "/logs/filter",
+                json={"logs": {"flow_run_id": {"any_": [str(flow_run_id_of(run_id))]}}},
+            ).json()
+            calls = [log["message"] for log in logs if "tool call" in log["message"]]
+            if not calls:
+                time.sleep(1)
         assert len(calls) == 1
         assert calls[0].startswith(
             "tool call connector=filesystem tool=read_text_file ms="
