@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("workers").setLevel(logging.INFO)
     options = _options(argv)
+    # A process per run sends its last logs as it exits, just after the run's final
+    # state; a long-lived worker sends them in batches, every 2 s by default. A
+    # short interval keeps a finished run's logs complete as soon as it has ended.
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.25")
     stop = threading.Event()
 
     def on_signal(*_: Any) -> None:

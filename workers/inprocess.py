@@ -52,6 +52,17 @@ class Execution:
     flow_run_id: UUID
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cancel_requested: bool = False
+    engine: AsyncFlowRunEngine[Any, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the engine recorded a final state for the run."""
+        engine = self.engine
+        return (
+            engine is not None
+            and engine.flow_run is not None
+            and (engine.state.is_final())
+        )
 
     def cancel(self) -> None:
         """Stop the run because someone asked for it: it ends Cancelled."""
@@ -148,22 +159,23 @@ class InProcessWorker(ProcessWorker, abc.ABC):
         task_status.started(os.getpid())
         try:
             with execution.scope:
-                finished = await self._execute(flow, flow_run.id, execution)
+                await self._execute(flow, flow_run.id, execution)
         finally:
             del self._executions[flow_run.id]
             if self._run_observer is not None:
                 self._run_observer.remove_in_flight_flow_run_id(flow_run.id)
 
         # A non-zero code makes the base worker report the run as crashed, which
-        # is right only when the engine did not get to record a final state.
+        # is right only when the engine did not get to record a final state (a
+        # stopped run's engine records its crash itself, under a shield).
         return ProcessWorkerResult(
-            status_code=0 if finished else 1, identifier=str(os.getpid())
+            status_code=0 if execution.finished else 1, identifier=str(os.getpid())
         )
 
     async def _execute(
         self, flow: Flow[..., Any], flow_run_id: UUID, execution: Execution
-    ) -> bool:
-        """Run the flow through Prefect's engine; whether it reached a final state."""
+    ) -> None:
+        """Run the flow through Prefect's engine, as `prefect.engine` would."""
         # Read again: the run's state has moved on since it was claimed.
         flow_run = await self.client.read_flow_run(flow_run_id)
         run_logger = self.get_flow_run_logger(flow_run)
@@ -174,6 +186,7 @@ class InProcessWorker(ProcessWorker, abc.ABC):
             parameters=get_call_parameters(flow.fn, call_args, call_kwargs),
             execution=execution,
         )
+        execution.engine = engine
 
         try:
             async with engine.start():
@@ -188,7 +201,6 @@ class InProcessWorker(ProcessWorker, abc.ABC):
             # The engine has already recorded the crash; whatever the flow raised
             # (even SystemExit) must not reach the worker's other runs.
             run_logger.exception("Execution of flow run ended with an exception")
-        return engine.flow_run is not None and engine.state.is_final()
 
     async def _load_flow(self, flow_run: FlowRun) -> Flow[..., Any]:
         """The deployment's flow, loaded (pull steps run) once per entrypoint."""
