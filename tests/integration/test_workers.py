@@ -43,9 +43,13 @@ def start_pool_worker(
 
 def move_to_pool(live: LiveStack, automation: Automation, pool: str) -> None:
     deployment_id = deployment_id_of(automation["id"])
-    moved = live.prefect.patch(
-        f"/deployments/{deployment_id}", json={"work_pool_name": pool}
-    )
+    for _ in range(10):  # sending again while SQLite is busy (503)
+        moved = live.prefect.patch(
+            f"/deployments/{deployment_id}", json={"work_pool_name": pool}
+        )
+        if moved.status_code != 503:
+            break
+        time.sleep(1)
     assert moved.status_code == 204, moved.text
 
 
