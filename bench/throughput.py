@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.throughput [--runs 120] [--delay 2]
                                          [--workers inprocess,process]
                                          [--concurrency 16] [--keep]
+                                         [--database-url URL]
 
 For each worker kind in `--workers`, the command starts a whole stack of its own
 (stand-in model, Prefect server on SQLite, that one worker, facade) on free ports
@@ -24,10 +25,17 @@ side:
                     descendants (from /proc, sampled every 0.5 s): at rest
                     before the burst, and at its peak
   MB per run        (peak RSS - RSS at rest) / peak concurrent runs
+  CPU s per run     CPU time (user and system) each process of the stack and
+                    its descendants spent during the burst, divided by the runs
+  503s              run requests the facade answered 503 (Prefect's SQLite busy),
+                    each sent again after 0.5 s
 
 The in-process worker runs at most `--concurrency` runs at once
 (`WORKJET_WORKER_CONCURRENCY`); Prefect's stock process worker has no limit, as
 `workjet up` starts it. `--keep` leaves the temporary directories behind.
+`--database-url` puts Prefect on another database, such as PostgreSQL
+(`postgresql+asyncpg://user@127.0.0.1:5432/db`); every kind then shares it, so give
+it an empty one.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ SAMPLE_SECONDS = 0.5
 FINAL_STATES = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 PAGE = 200
 MB = 1024 * 1024
+BUSY_RETRIES = 20
 
 
 @dataclass
@@ -69,6 +78,8 @@ class Result:
     rest_rss: int
     peak_rss: int
     seconds: float
+    busy: int
+    cpu: dict[str, float]
 
     @property
     def mb_per_run(self) -> float:
@@ -104,8 +115,8 @@ class Sampler:
                 self.peak_running = max(self.peak_running, int(running.json()))
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (Linux /proc)."""
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -116,17 +127,38 @@ def tree_rss(pid: int) -> int:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry.name))
 
-    total, todo = 0, [pid]
-    page = os.sysconf("SC_PAGE_SIZE")
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants."""
+    total = 0
+    for member in _tree(pid):
         try:
-            resident = int(Path(f"/proc/{current}/statm").read_text().split()[1])
+            resident = int(Path(f"/proc/{member}/statm").read_text().split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        total += resident * page
-        todo.extend(children.get(current, []))
+        total += resident * os.sysconf("SC_PAGE_SIZE")
     return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of a process, its descendants alive now, and
+    the descendants it has waited for (a process per run ends and is reaped)."""
+    ticks = 0
+    for member in _tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, cutime, cstime (fields 14-17 of proc(5))
+        ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _free_ports(count: int) -> list[int]:
@@ -195,6 +227,7 @@ def measure(kind: str, args: argparse.Namespace) -> Result:
         prefect_port=prefect_port,
         standin_port=standin_port,
         worker=kind,
+        database_url=args.database_url,
         extra_env={"WORKJET_WORKER_CONCURRENCY": str(args.concurrency)},
     )
     stack = Stack(config)
@@ -205,9 +238,7 @@ def measure(kind: str, args: argparse.Namespace) -> Result:
         key = stack.bootstrap()
         worker = stack.start_worker()
         stack.start_api()
-        return _burst(
-            kind, config, key or stack.create_key("default"), worker.pid, args
-        )
+        return _burst(kind, stack, key or stack.create_key("default"), worker.pid, args)
     finally:
         stack.stop()
         if args.keep:
@@ -216,9 +247,22 @@ def measure(kind: str, args: argparse.Namespace) -> Result:
             shutil.rmtree(home, ignore_errors=True)
 
 
+def _request_run(api: httpx.Client, automation: str) -> int:
+    """Ask for one manual run; how many 503s (Prefect's SQLite busy) it took."""
+    for busy in range(BUSY_RETRIES):
+        answer = api.post(f"/automations/{automation}/run")
+        if answer.status_code != 503:
+            answer.raise_for_status()
+            return busy
+        time.sleep(0.5)
+    answer.raise_for_status()
+    return BUSY_RETRIES
+
+
 def _burst(
-    kind: str, config: StackConfig, key: str, worker_pid: int, args: argparse.Namespace
+    kind: str, stack: Stack, key: str, worker_pid: int, args: argparse.Namespace
 ) -> Result:
+    config = stack.config
     headers = {"Authorization": f"Bearer {key}"}
     api = httpx.Client(base_url=config.api_url, headers=headers, timeout=60)
     prefect = httpx.Client(base_url=config.prefect_api_url, timeout=60)
@@ -235,7 +279,7 @@ def _burst(
     deployment_id = str(deployment_id_of(automation))
 
     print(f"[{kind}] warm-up run...", file=sys.stderr, flush=True)
-    api.post(f"/automations/{automation}/run").raise_for_status()
+    _request_run(api, automation)
     _wait_final(prefect, deployment_id, 1, 180)
     time.sleep(2)
 
@@ -244,12 +288,19 @@ def _burst(
     thread = threading.Thread(target=sampler.run, daemon=True)
     thread.start()
     print(f"[{kind}] queueing {args.runs} runs...", file=sys.stderr, flush=True)
+    cpu_before = {name: cpu_seconds(p.pid) for name, p in stack.processes}
     began = time.time()
+    busy = 0
     for _ in range(args.runs):
-        api.post(f"/automations/{automation}/run").raise_for_status()
+        busy += _request_run(api, automation)
     runs = _wait_final(prefect, deployment_id, args.runs + 1, 60 + args.runs * 10)
     sampler.stop.set()
     thread.join()
+    cpu = {
+        name: cpu_seconds(p.pid) - cpu_before[name]
+        for name, p in stack.processes
+        if name in cpu_before
+    }
 
     burst = runs[1:]  # the first is the warm-up run
     ended = max(_time(run["end_time"]) for run in burst if run["end_time"])
@@ -269,6 +320,8 @@ def _burst(
         rest_rss=rest_rss,
         peak_rss=max(sampler.peak_rss, rest_rss),
         seconds=ended - began,
+        busy=busy,
+        cpu=cpu,
     )
 
 
@@ -276,9 +329,10 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
     def row(name: str, cell: Any) -> str:
         return f"| {name} | " + " | ".join(cell(r) for r in results) + " |"
 
+    database = "PostgreSQL" if "postgresql" in (args.database_url or "") else "SQLite"
     lines = [
         f"{args.runs} manual runs queued at once, the stand-in model answering after"
-        f" {args.delay} s; {os.cpu_count()} CPUs.",
+        f" {args.delay} s; Prefect on {database}; {os.cpu_count()} CPUs.",
         "",
         "| | " + " | ".join(r.kind for r in results) + " |",
         "|---|" + "---|" * len(results),
@@ -299,6 +353,14 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
             lambda r: f"{r.rest_rss / MB:.0f} / {r.peak_rss / MB:.0f} MB",
         ),
         row("MB per concurrent run", lambda r: f"{r.mb_per_run:.1f}"),
+        row("run requests answered 503", lambda r: str(r.busy)),
+        *(
+            row(
+                f"CPU s per run: {name}",
+                lambda r, name=name: f"{r.cpu.get(name, 0) / r.runs:.2f}",
+            )
+            for name in ("prefect-server", "workjet-worker", "api", "standin")
+        ),
     ]
     return "\n".join(lines)
 
@@ -310,6 +372,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", default=",".join(WORKER_KINDS))
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="Prefect's database (default SQLite in the temporary directory)",
+    )
     args = parser.parse_args(argv)
     args.kinds = [kind.strip() for kind in args.workers.split(",") if kind.strip()]
     unknown = [kind for kind in args.kinds if kind not in WORKER_KINDS]
