@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.throughput [--runs 120] [--delay 2]
                                          [--workers inprocess,process]
-                                         [--concurrency 16] [--keep]
+                                         [--concurrency 32] [--keep]
                                          [--database-url URL]
 
 For each worker kind in `--workers`, the command starts a whole stack of its own
@@ -370,7 +370,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=120)
     parser.add_argument("--delay", type=float, default=2.0)
     parser.add_argument("--workers", default=",".join(WORKER_KINDS))
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument(
         "--database-url",

@@ -20,7 +20,7 @@ from typing import Any
 
 logger = logging.getLogger("workers")
 
-DEFAULT_LIMIT = 16
+DEFAULT_LIMIT = 32
 DEFAULT_GRACE_SECONDS = 10.0
 
 
@@ -32,7 +32,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         "--limit",
         type=int,
         default=int(os.environ.get("WORKJET_WORKER_CONCURRENCY", DEFAULT_LIMIT)),
-        help="flow runs in flight at most (WORKJET_WORKER_CONCURRENCY, default 16)",
+        help="flow runs in flight at most (WORKJET_WORKER_CONCURRENCY, default 32)",
     )
     parser.add_argument(
         "--shutdown-grace",

@@ -184,6 +184,13 @@ class InProcessWorker(ProcessWorker, abc.ABC):
             if self._run_observer is not None:
                 self._run_observer.remove_in_flight_flow_run_id(flow_run.id)
 
+        # Stopped before its engine could record it (cancelled as it started).
+        if execution.cancel_requested and not execution.finished:
+            await self._mark_flow_run_as_cancelled(
+                flow_run, state_updates={"message": "Flow run was cancelled."}
+            )
+            return ProcessWorkerResult(status_code=0, identifier=str(os.getpid()))
+
         # A non-zero code makes the base worker report the run as crashed, which
         # is right only when the engine did not get to record a final state (a
         # stopped run's engine records its crash itself, under a shield).
