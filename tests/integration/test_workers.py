@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from flows.ids import deployment_id_of, flow_run_id_of
-from tests.integration.conftest import LiveStack, directive, start_run
+from tests.integration.conftest import LiveStack, directive
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +63,17 @@ def wait_for_state(live: LiveStack, run_id: str, wanted: str) -> None:
     while state_of(live, run_id) != wanted:
         assert time.monotonic() < deadline, f"{run_id} never reached {wanted}"
         time.sleep(0.3)
+
+
+def start_run(live: LiveStack, automation: Automation) -> str:
+    """Ask for a manual run, again while the facade answers 503 (SQLite busy)."""
+    for _ in range(10):
+        response = live.api.post(f"/automations/{automation['id']}/run")
+        if response.status_code != 503:
+            break
+        time.sleep(1)
+    assert response.status_code == 202, response.text
+    return str(response.json()["runId"])
 
 
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
