@@ -66,7 +66,7 @@ case "$command" in
     test)
         shift
         echo "Type-checking..." >&2
-        .venv/bin/python -m mypy api flows blocks standin bench
+        .venv/bin/python -m mypy api flows blocks standin bench workers
         if [ $# -gt 0 ]; then
             exec .venv/bin/python -m pytest -q "$@"
         fi

@@ -24,6 +24,15 @@ logger = logging.getLogger(__name__)
 
 WORK_POOL = "workjet"
 STANDIN_KEY = "standin-no-key"
+# `inprocess`: our worker, many runs in one process; `process`: Prefect's stock one.
+WORKER_KINDS = ("inprocess", "process")
+
+
+def worker_kind() -> str:
+    kind = os.environ.get("WORKJET_WORKER") or "inprocess"
+    if kind not in WORKER_KINDS:
+        raise ValueError(f"WORKJET_WORKER must be one of {WORKER_KINDS}, not {kind!r}")
+    return kind
 
 
 @dataclass
@@ -37,6 +46,7 @@ class StackConfig:
     allow_private_webhooks: bool = True
     project_dir: Path = PROJECT_DIR
     extra_env: dict[str, str] = field(default_factory=dict)
+    worker: str = field(default_factory=worker_kind)
 
     @property
     def prefect_api_url(self) -> str:
@@ -197,22 +207,25 @@ class Stack:
         )
         return done.stdout.strip()
 
-    def start_worker(self, name: str = "workjet-worker") -> None:
-        self._spawn(
+    def start_worker(
+        self,
+        name: str = "workjet-worker",
+        kind: str | None = None,
+        pool: str = WORK_POOL,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start a worker on the pool: `kind` (default the config's) says which."""
+        kind = kind or self.config.worker
+        if kind == "process":
+            command = ["-m", "prefect", "worker", "start", "--type", "process"]
+        elif kind == "inprocess":
+            command = ["-m", "workers"]
+        else:
+            raise ValueError(f"unknown worker kind {kind!r}; one of {WORKER_KINDS}")
+        return self._spawn(
             name,
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "worker",
-                "start",
-                "--pool",
-                WORK_POOL,
-                "--type",
-                "process",
-                "--name",
-                name,
-            ],
+            [sys.executable, *command, "--pool", pool, "--name", name],
+            extra_env=extra_env,
         )
 
     def start_api(self) -> None:

@@ -48,20 +48,23 @@ class RunFailedError(RuntimeError):
 async def _update_stats(deployment_id: UUID, changes: dict[str, Any]) -> None:
     """Add this run to the automation's running totals in a Prefect variable."""
     name = stats_variable_name(deployment_id)
-    current: Any = await Variable.aget(name, default=None)  # type: ignore[func-returns-value]
-    stats: dict[str, Any] = dict(current) if isinstance(current, dict) else {}
+    # Two first runs starting together both find no variable and both create it:
+    # the second one's create fails, and it reads the first one's and adds to it.
+    for attempt in range(2):
+        current: Any = await Variable.aget(name, default=None)  # type: ignore[func-returns-value]
+        stats: dict[str, Any] = dict(current) if isinstance(current, dict) else {}
 
-    for key, value in changes.items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            stats[key] = round(stats.get(key, 0) + value, 6)
-        else:
-            stats[key] = value
-    try:
-        await Variable.aset(name, stats, overwrite=True)
-    except ObjectAlreadyExists:
-        # Another run of this automation created the variable between the read
-        # and the write (runs starting together): add to what it wrote.
-        await _update_stats(deployment_id, changes)
+        for key, value in changes.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                stats[key] = round(stats.get(key, 0) + value, 6)
+            else:
+                stats[key] = value
+        try:
+            await Variable.aset(name, stats, overwrite=True)
+            return
+        except ObjectAlreadyExists:
+            if attempt:
+                raise
 
 
 async def _tag_trigger(flow_run: Any) -> None:

@@ -1,4 +1,4 @@
-"""One real stack for the integration tests: Prefect server, process worker,
+"""One real stack for the integration tests: Prefect server, worker (WORKJET_WORKER),
 stand-in model and facade, started exactly as `workjet up` starts them, on free
 loopback ports with their data in a temporary directory."""
 

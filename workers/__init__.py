@@ -1,0 +1,1 @@
+"""Prefect workers of this service: `workers.inprocess.InProcessWorker`."""
