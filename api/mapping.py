@@ -13,6 +13,7 @@ from prefect.client.schemas.objects import Artifact, FlowRun, StateType
 from prefect.client.schemas.responses import DeploymentResponse
 from pydantic import TypeAdapter
 
+from api.guardrails import guardrails_out, stored_guardrails
 from api.schedules import next_fire_time
 from api.schemas import (
     AutomationCreate,
@@ -80,6 +81,7 @@ def flow_parameters(
         "model": body.model,
         "tools": list(body.tools),
         "channels": channels,
+        "guardrails": stored_guardrails(body),
     }
 
 
@@ -122,6 +124,7 @@ def automation_out(
         next_run_at=next_run_at(deployment, now),
         created_at=timestamp(created) or "",
         updated_at=timestamp(deployment.updated or created) or "",
+        **guardrails_out(parameters),
     )
 
 

@@ -36,6 +36,7 @@ from prefect.utilities.callables import parameter_schema
 
 from api.channel_secrets import ChannelSecrets
 from api.errors import InvalidRequestError, NotFoundError, quoted_id
+from api.guardrails import guardrails_changed, stored_guardrails
 from api.history import RunHistory, summary
 from api.mapping import (
     automation_out,
@@ -173,6 +174,11 @@ class AutomationService:
             parameters["name"] = body.name
         if body.system_prompt is not None:
             parameters["system_prompt"] = body.system_prompt
+
+        if guardrails_changed(body):
+            parameters["guardrails"] = stored_guardrails(
+                body, parameters.get("guardrails")
+            )
 
         previous_channels = stored_channels(parameters)
         if body.channels is not None:

@@ -19,7 +19,7 @@ from prefect.context import get_run_context
 from prefect.states import Cancelled
 from prefect.variables import Variable
 
-from flows.agent import AgentError, produce_output
+from flows.agent import AgentError, BudgetExceededError, produce_output
 from flows.channels import StoredChannel
 from flows.delivery import (
     NO_OUTPUT,
@@ -27,6 +27,7 @@ from flows.delivery import (
     delivery_error,
     skipped_deliveries,
 )
+from flows.guardrails import Guardrails, agent_limits
 from flows.ids import automation_id, run_id, stats_variable_name
 from flows.model import ModelCallError
 from flows.record import RunRecord, artifact_payload, public_run, timestamp
@@ -97,6 +98,7 @@ async def run_automation(
     model: str = "standard",
     tools: list[str] | None = None,
     channels: list[StoredChannel] | None = None,
+    guardrails: Guardrails | None = None,
 ) -> State[None] | None:
     """Ask the model, keep the run record in Prefect, deliver the output."""
     logger = get_run_logger()
@@ -111,7 +113,13 @@ async def run_automation(
     record = RunRecord()
     output = ""
     try:
-        output = await produce_output(system_prompt, model, tools or [], record)
+        output = await produce_output(
+            system_prompt, model, tools or [], record, agent_limits(guardrails)
+        )
+    except BudgetExceededError as stopped:
+        # Stopped at a cap: what the model said so far stays in the record.
+        record.error = str(stopped)
+        output = stopped.output
     except (ModelCallError, AgentError) as error:
         record.error = str(error)
 

@@ -1,0 +1,39 @@
+"""An automation's guardrails, as the flow receives them in its parameters.
+
+They travel as one `guardrails` parameter of the deployment, so a run keeps the
+limits it started with and the Prefect UI shows them beside the rest of the
+configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.agent import AgentLimits
+
+
+class Guardrails(BaseModel):
+    """Limits of one automation; every field is optional and None means no limit."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    max_tokens: int | None = Field(
+        default=None, description="Tokens (input, cache and output) one run may use."
+    )
+    max_cost_usd: float | None = Field(
+        default=None, description="US dollars one run may cost."
+    )
+
+
+def agent_limits(guardrails: Guardrails | None) -> AgentLimits:
+    """The environment's loop bounds, with the automation's caps on top."""
+    limits = AgentLimits.from_environment()
+    if guardrails is None:
+        return limits
+    return replace(
+        limits,
+        max_tokens=guardrails.max_tokens,
+        max_cost_usd=guardrails.max_cost_usd,
+    )
