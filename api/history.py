@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -91,6 +92,23 @@ class RunHistory:
             for item in response.json()
             if isinstance(item.get("value"), dict)
         }
+
+    async def update_stats(self, deployment_id: UUID, changes: dict[str, Any]) -> None:
+        """Set keys of the automation's stats variable; a None value removes one."""
+        name = stats_variable_name(deployment_id)
+        variable = await self.client.read_variable_by_name(name)
+        current = variable.value if variable is not None else None
+        stats: dict[str, Any] = dict(current) if isinstance(current, dict) else {}
+
+        for key, value in changes.items():
+            if value is None:
+                stats.pop(key, None)
+            else:
+                stats[key] = value
+        if variable is None:
+            await self.client.create_variable(VariableCreate(name=name, value=stats))
+        else:
+            await self.client.update_variable(VariableUpdate(name=name, value=stats))
 
     async def delete_stats(self, deployment_id: UUID) -> None:
         with contextlib.suppress(ObjectNotFound):

@@ -124,7 +124,7 @@ def automation_out(
         next_run_at=next_run_at(deployment, now),
         created_at=timestamp(created) or "",
         updated_at=timestamp(deployment.updated or created) or "",
-        **guardrails_out(parameters),
+        **guardrails_out(parameters, stats, bool(deployment.paused)),
     )
 
 

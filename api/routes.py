@@ -25,6 +25,7 @@ from api.errors import (
     InvalidRequestError,
     NotFoundError,
 )
+from api.guardrails import PauseIn
 from api.idempotency import IdempotencyStore
 from api.keys import KeyVerifier
 from api.run_filters import RunQuery
@@ -199,9 +200,13 @@ async def activate_automation(
 
 @router.post("/automations/{automation_id}/pause", response_model=PauseOut)
 async def pause_automation(
-    automation_id: str, organization: Organization, service: Service
+    automation_id: str,
+    organization: Organization,
+    service: Service,
+    body: Annotated[PauseIn | None, Body()] = None,
 ) -> PauseOut:
-    return await service.pause(organization, automation_id)
+    reason = body.reason if body is not None else None
+    return await service.pause(organization, automation_id, reason)
 
 
 @router.post(

@@ -60,6 +60,7 @@ from api.schemas import (
 from api.template import DeploymentTemplate, organization_tag
 from blocks.catalog import CATALOG_DOCUMENT_NAME, UnknownModelError, WorkjetModelCatalog
 from blocks.connectors import WorkjetMcpConnector
+from flows.alerts import FAILURES_KEY, PAUSED_REASON_KEY
 from flows.automation import FLOW_NAME, run_automation
 from flows.ids import automation_id, deployment_id_of
 from flows.record import timestamp
@@ -220,9 +221,13 @@ class AutomationService:
         logger.info("automation deleted automation=%s", public_id)
 
     @prefect_boundary
-    async def pause(self, organization: str, public_id: str) -> PauseOut:
+    async def pause(
+        self, organization: str, public_id: str, reason: str | None = None
+    ) -> PauseOut:
         deployment = await self.read_owned(organization, public_id)
         await self.client.pause_deployment(deployment.id)
+        # A pause without a reason must not show the reason of an earlier one.
+        await self.history.update_stats(deployment.id, {PAUSED_REASON_KEY: reason})
         logger.info("automation paused automation=%s", public_id)
         return PauseOut(id=public_id, status="paused")
 
@@ -230,6 +235,11 @@ class AutomationService:
     async def activate(self, organization: str, public_id: str) -> ActivateOut:
         deployment = await self.read_owned(organization, public_id)
         await self.client.resume_deployment(deployment.id)
+        # Activated again, the automation starts a fresh streak of failures: the
+        # one that paused it must not pause it again at the next failure.
+        await self.history.update_stats(
+            deployment.id, {PAUSED_REASON_KEY: None, FAILURES_KEY: 0}
+        )
         deployment.paused = False
         logger.info("automation activated automation=%s", public_id)
         return ActivateOut(

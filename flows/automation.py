@@ -20,6 +20,7 @@ from prefect.states import Cancelled
 from prefect.variables import Variable
 
 from flows.agent import AgentError, BudgetExceededError, produce_output
+from flows.alerts import settle_run
 from flows.channels import StoredChannel
 from flows.delivery import (
     NO_OUTPUT,
@@ -156,6 +157,18 @@ async def run_automation(
         },
     )
 
+    if record.error != CANCELLED:
+        finished = _webhook_body(
+            flow_run,
+            deployment_id,
+            name,
+            record,
+            output,
+            started_at,
+            status="success" if record.error is None else "failure",
+        )
+        await _settle(guardrails, channels or [], finished, deployment_id, flow_run.id)
+
     if record.error == CANCELLED:
         logger.info("run cancelled automation=%s", automation_id(deployment_id))
         return Cancelled(message="cancelled before delivery")
@@ -180,6 +193,24 @@ async def _cancel_requested(flow_run_id: UUID) -> bool:
     return state in (StateType.CANCELLING, StateType.CANCELLED)
 
 
+async def _settle(
+    guardrails: Guardrails | None,
+    channels: list[StoredChannel],
+    finished: dict[str, Any],
+    deployment_id: UUID,
+    flow_run_id: UUID,
+) -> None:
+    """Streak, alerts and auto-pause; their failure must not change the run's."""
+    try:
+        await settle_run(guardrails, channels, finished, deployment_id, flow_run_id)
+    except Exception as error:  # noqa: BLE001
+        get_run_logger().warning(
+            "guardrails not applied automation=%s error=%s",
+            finished["automationId"],
+            type(error).__name__,
+        )
+
+
 def _webhook_body(
     flow_run: Any,
     deployment_id: UUID,
@@ -187,12 +218,13 @@ def _webhook_body(
     record: RunRecord,
     output: str,
     started_at: datetime,
+    status: str = "success",
 ) -> dict[str, Any]:
     trigger = trigger_of(flow_run.tags or [])
     run = public_run(
         run_id=run_id(flow_run.id),
         automation_id=automation_id(deployment_id),
-        status="success",
+        status=status,
         trigger=trigger,
         started_at=started_at,
         completed_at=datetime.now(UTC),

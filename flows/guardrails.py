@@ -8,10 +8,28 @@ configuration.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.agent import AgentLimits
+
+
+class NotifyPolicy(BaseModel):
+    """When the automation's channels hear about failed runs."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    on_failure: Literal["final", "never"] = Field(
+        default="final",
+        description="'final': alert on a run's final status; 'never': no alerts.",
+    )
+    after_consecutive_failures: int = Field(
+        default=1, description="Alert once this many runs in a row have failed."
+    )
+    on_recovery: bool = Field(
+        default=False, description="Say so once when a run succeeds after an alert."
+    )
 
 
 class Guardrails(BaseModel):
@@ -24,6 +42,12 @@ class Guardrails(BaseModel):
     )
     max_cost_usd: float | None = Field(
         default=None, description="US dollars one run may cost."
+    )
+    pause_after_consecutive_failures: int | None = Field(
+        default=None, description="Pause the automation after this many failed runs."
+    )
+    notify: NotifyPolicy | None = Field(
+        default=None, description="Failure alerts; none when unset."
     )
 
 

@@ -1,5 +1,6 @@
 """Guardrails through the whole stack: per-run caps stop a run on the worker and
-its record keeps what it produced."""
+its record keeps what it produced; failed runs alert the channels, pause the
+automation after too many in a row, and a recovery is announced once."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 
 from blocks.catalog import TokenUsage, WorkjetModelCatalog
-from tests.integration.conftest import LiveStack, directive, start_run
+from flows.ids import flow_run_id_of
+from tests.integration.conftest import LiveStack, Receiver, directive, start_run
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +108,110 @@ class TestRunCaps:
         listed = live.api.get("/automations").json()["automations"]
         mine = next(item for item in listed if item["id"] == automation["id"])
         assert mine["maxCostUsd"] == 1.5
+
+
+def received_bodies() -> list[dict[str, Any]]:
+    return [json.loads(item.body) for item in Receiver.received]
+
+
+def events() -> list[str | None]:
+    return [body.get("event") for body in received_bodies()]
+
+
+class TestFailureAlertsAndAutoPause:
+    def test_alerts_after_n_failures_pause_with_reason_and_one_recovery(
+        self,
+        live: LiveStack,
+        make_automation: Callable[..., dict[str, Any]],
+        receiver: str,
+    ) -> None:
+        automation = make_automation(
+            systemPrompt="Summarise. " + directive(error=400),
+            notify={"afterConsecutiveFailures": 2, "onRecovery": True},
+            pauseAfterConsecutiveFailures=3,
+            channels=[{"type": "webhook", "url": receiver}],
+        )
+        assert automation["notify"] == {
+            "onFailure": "final",
+            "afterConsecutiveFailures": 2,
+            "onRecovery": True,
+        }
+        path = f"/automations/{automation['id']}"
+
+        def run_once() -> dict[str, Any]:
+            return live.wait_for_run(automation["id"], start_run(live, automation))
+
+        first = run_once()
+        assert first["status"] == "failure"
+        assert events() == []
+
+        second = run_once()
+        assert events() == ["failure"]
+        alert = received_bodies()[0]
+        assert alert["run"]["id"] == second["id"]
+        assert alert["run"]["status"] == "failure"
+        assert second["error"] in alert["message"]
+        assert "(2 in a row)" in alert["message"]
+        flow_run_uuid = str(flow_run_id_of(second["id"]))
+        assert f"/runs/flow-run/{flow_run_uuid}" in alert["message"]
+        assert live.api.get(path).json()["status"] == "active"
+
+        run_once()
+        paused = live.api.get(path).json()
+        assert paused["status"] == "paused"
+        assert paused["pausedReason"].startswith(
+            "paused after 3 consecutive failed runs; last error: model "
+        )
+        assert events() == ["failure", "failure"]
+        assert "The automation is now paused" in received_bodies()[1]["message"]
+
+        live.api.put(path, json={"systemPrompt": "Summarise. " + directive()})
+        activated = live.api.post(f"{path}/activate")
+        assert activated.status_code == 200
+        assert live.api.get(path).json()["pausedReason"] is None
+
+        assert run_once()["status"] == "success"
+        assert run_once()["status"] == "success"
+        # Each success is delivered; only the first after the alerts says so.
+        assert events() == ["failure", "failure", None, "recovery", None]
+        recovery = received_bodies()[3]
+        assert recovery["message"].startswith(f"**{automation['name']}** succeeds")
+
+    def test_a_model_call_that_succeeds_on_retry_does_not_alert(
+        self,
+        live: LiveStack,
+        make_automation: Callable[..., dict[str, Any]],
+        receiver: str,
+    ) -> None:
+        automation = make_automation(
+            systemPrompt="Summarise. "
+            + directive(error=529, times=2, retry_after=0.1),
+            notify={"onFailure": "final"},
+            channels=[{"type": "webhook", "url": receiver}],
+        )
+
+        run = live.wait_for_run(automation["id"], start_run(live, automation))
+
+        assert run["status"] == "success"
+        assert events() == [None]
+
+    def test_a_manual_pause_keeps_its_reason_until_activated(
+        self, live: LiveStack, make_automation: Callable[..., dict[str, Any]]
+    ) -> None:
+        automation = make_automation()
+        path = f"/automations/{automation['id']}"
+
+        live.api.post(f"{path}/pause", json={"reason": "Quota review"})
+        with_reason = live.api.get(path).json()
+        live.api.post(f"{path}/pause")
+        without_reason = live.api.get(path).json()
+        live.api.post(f"{path}/pause", json={"reason": "Again"})
+        live.api.post(f"{path}/activate")
+        activated = live.api.get(path).json()
+
+        assert (with_reason["status"], with_reason["pausedReason"]) == (
+            "paused",
+            "Quota review",
+        )
+        assert without_reason["pausedReason"] is None
+        assert (activated["status"], activated["pausedReason"]) == ("active", None)

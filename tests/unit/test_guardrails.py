@@ -122,7 +122,29 @@ class TestStoredGuardrails:
         assert stored_guardrails(body, current) == {"max_cost_usd": 0.5}
 
     def test_an_automation_without_guardrails_answers_nulls(self) -> None:
-        assert guardrails_out({"name": "Made before guardrails"}) == {
+        assert guardrails_out({"name": "Made before guardrails"}, None, False) == {
             "max_tokens": None,
             "max_cost_usd": None,
+            "pause_after_consecutive_failures": None,
+            "notify": None,
+            "paused_reason": None,
         }
+
+    def test_notify_is_stored_with_its_defaults(self) -> None:
+        body = AutomationCreate.model_validate(
+            {**VALID_BODY, "notify": {"afterConsecutiveFailures": 3}}
+        )
+
+        assert stored_guardrails(body) == {
+            "notify": {
+                "on_failure": "final",
+                "after_consecutive_failures": 3,
+                "on_recovery": False,
+            }
+        }
+
+    def test_paused_reason_shows_only_while_paused(self) -> None:
+        stats = {"pausedReason": "quota review"}
+
+        assert guardrails_out({}, stats, True)["paused_reason"] == "quota review"
+        assert guardrails_out({}, stats, False)["paused_reason"] is None
