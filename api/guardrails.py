@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from flows.alerts import PAUSED_REASON_KEY
+from flows.budget import Budgets
 from flows.guardrails import Guardrails
 
 MAX_TOKENS_LIMIT = 100_000_000
@@ -91,6 +92,12 @@ class GuardrailsIn(_Strict):
     notify: NotifyIn | None = Field(
         default=None, description="Failure alerts to the automation's channels."
     )
+    monthly_budget_usd: DollarCap | None = Field(
+        default=None,
+        description="US dollars per calendar month (in the automation's timezone):"
+        " a warning at 80 percent, scheduled runs skipped and manual runs refused"
+        " (402) at 100.",
+    )
 
 
 GUARDRAIL_FIELDS = tuple(GuardrailsIn.model_fields)
@@ -107,6 +114,15 @@ class NotifyOut(_Out):
     on_recovery: bool
 
 
+class SpendOut(_Out):
+    month: str = Field(description="The month in the automation's timezone.")
+    usd: float
+    monthly_budget_usd: float | None
+    organization_month: str = Field(description="The organization's month, in UTC.")
+    organization_usd: float
+    organization_monthly_budget_usd: float | None
+
+
 class GuardrailsOut(_Out):
     max_tokens: int | None = None
     max_cost_usd: float | None = None
@@ -114,6 +130,10 @@ class GuardrailsOut(_Out):
     notify: NotifyOut | None = None
     paused_reason: str | None = Field(
         default=None, description="Why the automation is paused, when it is."
+    )
+    monthly_budget_usd: float | None = None
+    spend_this_month: SpendOut | None = Field(
+        default=None, description="Only in GET /automations/:id."
     )
 
 
@@ -148,4 +168,16 @@ def guardrails_out(
         if stored.notify
         else None,
         "paused_reason": str(reason) if reason else None,
+        "monthly_budget_usd": stored.monthly_budget_usd,
     }
+
+
+def spend_out(budgets: Budgets) -> SpendOut:
+    return SpendOut(
+        month=budgets.month,
+        usd=budgets.spent,
+        monthly_budget_usd=budgets.budget,
+        organization_month=budgets.org_month,
+        organization_usd=budgets.org_spent,
+        organization_monthly_budget_usd=budgets.org_budget,
+    )

@@ -32,6 +32,7 @@ from prefect.states import Cancelling
 from api.mapping import run_out, run_status
 from api.run_filters import RunQuery, history_filter
 from api.schemas import RunOut, RunSummary
+from flows.budget import org_budget_variable, org_spend_variable
 from flows.ids import stats_variable_name
 
 # Earlier than any run: the start of the single bucket that counts all history.
@@ -92,6 +93,17 @@ class RunHistory:
             for item in response.json()
             if isinstance(item.get("value"), dict)
         }
+
+    async def read_org_budget(self, organization: str) -> tuple[Any, Any]:
+        """The organization's monthly budget and its spend entry, in one call."""
+        names = [org_budget_variable(organization), org_spend_variable(organization)]
+        response = await self.client.request(
+            "POST",
+            "/variables/filter",
+            json={"variables": {"name": {"any_": names}}, "limit": len(names)},
+        )
+        values = {item["name"]: item.get("value") for item in response.json()}
+        return values.get(names[0]), values.get(names[1])
 
     async def update_stats(self, deployment_id: UUID, changes: dict[str, Any]) -> None:
         """Set keys of the automation's stats variable; a None value removes one."""

@@ -20,6 +20,7 @@ from fastapi import (
 from api import examples
 from api.errors import (
     AuthenticationError,
+    BudgetErrorDoc,
     ConflictError,
     ErrorBodyDoc,
     InvalidRequestError,
@@ -213,7 +214,10 @@ async def pause_automation(
     "/automations/{automation_id}/run",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ManualRunOut,
-    responses={202: examples.answer(examples.MANUAL_RUN, "The run, queued.")},
+    responses={
+        202: examples.answer(examples.MANUAL_RUN, "The run, queued."),
+        **BudgetErrorDoc,
+    },
 )
 async def run_automation_now(
     automation_id: str,
@@ -300,7 +304,8 @@ async def cancel_run(
     responses={
         202: examples.answer(
             {**examples.MANUAL_RUN, "replayOf": examples.RUN_ID}, "The new run."
-        )
+        ),
+        **BudgetErrorDoc,
     },
 )
 async def replay_run(

@@ -59,6 +59,7 @@ class RunService:
     ) -> ManualRunOut:
         """A manual run now, or a replay of an earlier run with today's config."""
         deployment = await self.automations.read_owned(organization, public_id)
+        await self.automations.check_budget(organization, deployment)
         tags = [MANUAL_TAG]
         if replay is not None:
             await self._read_owned_run(deployment, replay)

@@ -15,6 +15,7 @@ import logging
 import re
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -35,8 +36,13 @@ from prefect.exceptions import ObjectNotFound
 from prefect.utilities.callables import parameter_schema
 
 from api.channel_secrets import ChannelSecrets
-from api.errors import InvalidRequestError, NotFoundError, quoted_id
-from api.guardrails import guardrails_changed, stored_guardrails
+from api.errors import (
+    BudgetExhaustedError,
+    InvalidRequestError,
+    NotFoundError,
+    quoted_id,
+)
+from api.guardrails import guardrails_changed, spend_out, stored_guardrails
 from api.history import RunHistory, summary
 from api.mapping import (
     automation_out,
@@ -62,6 +68,8 @@ from blocks.catalog import CATALOG_DOCUMENT_NAME, UnknownModelError, WorkjetMode
 from blocks.connectors import WorkjetMcpConnector
 from flows.alerts import FAILURES_KEY, PAUSED_REASON_KEY
 from flows.automation import FLOW_NAME, run_automation
+from flows.budget import Budgets, budgets_of
+from flows.guardrails import Guardrails
 from flows.ids import automation_id, deployment_id_of
 from flows.record import timestamp
 
@@ -147,15 +155,62 @@ class AutomationService:
     @prefect_boundary
     async def read(self, organization: str, public_id: str) -> AutomationOut:
         deployment = await self.read_owned(organization, public_id)
-        all_stats, counts = await asyncio.gather(
+        all_stats, counts, (org_budget, org_spend) = await asyncio.gather(
             self.history.read_stats([deployment.id]),
             self.history.count_runs(deployment.id),
+            self.history.read_org_budget(organization),
         )
         stats = all_stats.get(deployment.id, {})
 
         automation = automation_out(deployment, stats, _now())
         automation.runs = summary(counts, stats)
+        automation.spend_this_month = spend_out(
+            self._budgets(organization, deployment, stats, org_budget, org_spend)
+        )
         return automation
+
+    async def check_budget(
+        self, organization: str, deployment: DeploymentResponse
+    ) -> None:
+        """Refuse a run by hand while a monthly budget is spent."""
+        all_stats, (org_budget, org_spend) = await asyncio.gather(
+            self.history.read_stats([deployment.id]),
+            self.history.read_org_budget(organization),
+        )
+        stats = all_stats.get(deployment.id, {})
+        budgets = self._budgets(organization, deployment, stats, org_budget, org_spend)
+
+        problem = budgets.exhausted()
+        if problem is None:
+            return
+        own = budgets.budget is not None and budgets.spent >= budgets.budget
+        raise BudgetExhaustedError(
+            f"A monthly budget is spent: {problem}. Raise the budget or wait for"
+            " the month to turn.",
+            param="monthlyBudgetUsd" if own else None,
+        )
+
+    @staticmethod
+    def _budgets(
+        organization: str,
+        deployment: DeploymentResponse,
+        stats: dict[str, Any],
+        org_budget: Any,
+        org_spend: Any,
+    ) -> Budgets:
+        _, zone, _ = schedule_of(deployment)
+        guardrails = Guardrails.model_validate(
+            (deployment.parameters or {}).get("guardrails") or {}
+        )
+        return budgets_of(
+            stats=stats,
+            budget=guardrails.monthly_budget_usd,
+            zone=zone,
+            organization=organization,
+            org_budget=org_budget,
+            org_spend=org_spend,
+            now=_now(),
+        )
 
     @prefect_boundary
     async def update(

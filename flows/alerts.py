@@ -21,6 +21,7 @@ from flows.delivery import Notice, deliver_all, run_logger
 from flows.guardrails import Guardrails
 from flows.ids import stats_variable_name
 
+SKIPPED_PREFIX = "skipped: "
 FAILURES_KEY = "consecutiveFailures"
 ALERTED_KEY = "alerted"
 PAUSED_REASON_KEY = "pausedReason"
@@ -83,6 +84,8 @@ async def settle_run(
     stats: dict[str, Any] = dict(current) if isinstance(current, dict) else {}
     run = body["run"]
     error = run.get("error") if run["status"] == "failure" else None
+    if error is not None and error.startswith(SKIPPED_PREFIX):
+        return  # a run skipped for its budget neither failed nor succeeded
     before = int(stats.get(FAILURES_KEY, 0))
 
     plan = plan_after_run(

@@ -21,6 +21,7 @@ from prefect.variables import Variable
 
 from flows.agent import AgentError, BudgetExceededError, produce_output
 from flows.alerts import settle_run
+from flows.budget import add_run_cost, skip_when_spent
 from flows.channels import StoredChannel
 from flows.delivery import (
     NO_OUTPUT,
@@ -114,6 +115,7 @@ async def run_automation(
     record = RunRecord()
     output = ""
     try:
+        await skip_when_spent(flow_run, deployment_id, guardrails)
         output = await produce_output(
             system_prompt, model, tools or [], record, agent_limits(guardrails)
         )
@@ -200,9 +202,11 @@ async def _settle(
     deployment_id: UUID,
     flow_run_id: UUID,
 ) -> None:
-    """Streak, alerts and auto-pause; their failure must not change the run's."""
+    """Streak, alerts, auto-pause and monthly spend; their failure must not change
+    the run's."""
     try:
         await settle_run(guardrails, channels, finished, deployment_id, flow_run_id)
+        await add_run_cost(guardrails, channels, finished, deployment_id)
     except Exception as error:  # noqa: BLE001
         get_run_logger().warning(
             "guardrails not applied automation=%s error=%s",

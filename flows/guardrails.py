@@ -49,6 +49,11 @@ class Guardrails(BaseModel):
     notify: NotifyPolicy | None = Field(
         default=None, description="Failure alerts; none when unset."
     )
+    monthly_budget_usd: float | None = Field(
+        default=None,
+        description="US dollars the automation may spend per calendar month of its"
+        " timezone; scheduled runs are skipped once it is spent.",
+    )
 
 
 def agent_limits(guardrails: Guardrails | None) -> AgentLimits:

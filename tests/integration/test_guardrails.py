@@ -1,16 +1,20 @@
 """Guardrails through the whole stack: per-run caps stop a run on the worker and
 its record keeps what it produced; failed runs alert the channels, pause the
-automation after too many in a row, and a recovery is announced once."""
+automation after too many in a row, and a recovery is announced once; monthly
+budgets warn once at 80 percent, skip scheduled runs and refuse manual ones."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from blocks.catalog import TokenUsage, WorkjetModelCatalog
@@ -184,8 +188,7 @@ class TestFailureAlertsAndAutoPause:
         receiver: str,
     ) -> None:
         automation = make_automation(
-            systemPrompt="Summarise. "
-            + directive(error=529, times=2, retry_after=0.1),
+            systemPrompt="Summarise. " + directive(error=529, times=2, retry_after=0.1),
             notify={"onFailure": "final"},
             channels=[{"type": "webhook", "url": receiver}],
         )
@@ -215,3 +218,145 @@ class TestFailureAlertsAndAutoPause:
         )
         assert without_reason["pausedReason"] is None
         assert (activated["status"], activated["pausedReason"]) == ("active", None)
+
+
+def run_cost(tokens: int) -> float:
+    """What one run with `tokens` input and output tokens costs on the stand-in."""
+    catalog = WorkjetModelCatalog()
+    model = catalog.candidates("standard")[0]
+    return catalog.estimate_cost(model, TokenUsage(input=tokens, output=tokens))
+
+
+def schedule_run(live: LiveStack, automation: dict[str, Any]) -> str:
+    """A run as Prefect's scheduler makes it: from the deployment, tagged
+    `auto-scheduled`, due now; no minute of wall-clock time is waited for."""
+    deployment = flow_run_id_of("run_" + automation["id"].removeprefix("auto_"))
+    response = live.prefect_post(
+        f"/deployments/{deployment}/create_flow_run", {"tags": ["auto-scheduled"]}
+    )
+    assert response.status_code == 201, response.text
+    return "run_" + response.json()["id"].replace("-", "")
+
+
+class TestMonthlyBudgets:
+    def test_warning_once_at_80_percent_skip_and_402_at_100_until_raised(
+        self,
+        live: LiveStack,
+        make_automation: Callable[..., dict[str, Any]],
+        receiver: str,
+    ) -> None:
+        cost = run_cost(1000)
+        budget = round(cost * 1.2, 6)
+        automation = make_automation(
+            systemPrompt="Summarise. "
+            + directive(input_tokens=1000, output_tokens=1000),
+            monthlyBudgetUsd=budget,
+            channels=[{"type": "webhook", "url": receiver}],
+        )
+        path = f"/automations/{automation['id']}"
+
+        first = live.wait_for_run(automation["id"], start_run(live, automation))
+        assert first["estimatedCost"] == pytest.approx(cost)
+        # 83 percent spent: the run is delivered, then the warning.
+        assert events() == [None, "budget_warning"]
+        warning = received_bodies()[1]
+        assert f"monthly budget of {budget:g} USD" in warning["message"]
+        assert "(83%)" in warning["message"]
+
+        live.wait_for_run(automation["id"], start_run(live, automation))
+        assert events() == [None, "budget_warning", None]
+
+        refused = live.api.post(f"{path}/run")
+        assert refused.status_code == 402, refused.text
+        error = refused.json()["error"]
+        assert (error["type"], error["code"], error["param"]) == (
+            "budget_error",
+            "monthly_budget_exceeded",
+            "monthlyBudgetUsd",
+        )
+        assert f"monthlyBudgetUsd {budget:g} reached" in error["message"]
+
+        skipped = live.wait_for_run(automation["id"], schedule_run(live, automation))
+        assert (skipped["status"], skipped["trigger"]) == ("failure", "schedule")
+        assert skipped["error"].startswith(f"skipped: monthlyBudgetUsd {budget:g}")
+        assert (skipped["tokensInput"], skipped["estimatedCost"]) == (0, 0.0)
+        assert events() == [None, "budget_warning", None]
+
+        read = live.api.get(path).json()
+        spend = read["spendThisMonth"]
+        assert spend["usd"] == pytest.approx(2 * cost)
+        assert spend["monthlyBudgetUsd"] == budget == read["monthlyBudgetUsd"]
+        assert len(spend["month"]) == len("2026-12")
+
+        live.api.put(path, json={"monthlyBudgetUsd": 1.0})
+        assert live.api.post(f"{path}/run").status_code == 202
+
+    def test_an_organization_budget_set_by_the_cli_warns_and_refuses(
+        self,
+        live: LiveStack,
+        receiver: str,
+    ) -> None:
+        cost = run_cost(1000)
+        budget = round(cost * 1.2, 6)
+        key = live.stack.create_key("budget-org")
+        client = httpx.Client(
+            base_url=live.stack.config.api_url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        shown = budget_cli(live, "set", "--org", "budget-org", "--monthly-usd", budget)
+        assert shown.startswith(f"budget-org: {budget:g} USD; 0.00 USD spent in ")
+
+        made = client.post(
+            "/automations",
+            json={
+                "name": "Budgeted",
+                "systemPrompt": "Summarise. "
+                + directive(input_tokens=1000, output_tokens=1000),
+                "schedule": "0 8 * * 1-5",
+                "channels": [{"type": "webhook", "url": receiver}],
+            },
+        ).json()
+        try:
+            for _ in range(2):
+                run_id = client.post(f"/automations/{made['id']}/run").json()["runId"]
+                wait_for(client, made["id"], run_id)
+
+            assert events() == [None, "budget_warning", None]
+            assert "The organization budget-org" in received_bodies()[1]["message"]
+            refused = client.post(f"/automations/{made['id']}/run")
+            assert refused.status_code == 402
+            assert refused.json()["error"]["param"] is None
+            assert "organization's monthly budget" in refused.json()["error"]["message"]
+            spend = client.get(f"/automations/{made['id']}").json()["spendThisMonth"]
+            assert spend["organizationUsd"] == pytest.approx(2 * cost)
+            assert spend["organizationMonthlyBudgetUsd"] == budget
+
+            budget_cli(live, "clear", "--org", "budget-org")
+            assert client.post(f"/automations/{made['id']}/run").status_code == 202
+        finally:
+            client.delete(f"/automations/{made['id']}")
+            budget_cli(live, "clear", "--org", "budget-org")
+
+
+def budget_cli(live: LiveStack, *args: str | float) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "budget", *map(str, args)],
+        cwd=live.stack.config.project_dir,
+        env=live.environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def wait_for(client: httpx.Client, automation_id: str, run_id: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run = client.get(f"/automations/{automation_id}/runs/{run_id}").json()
+        if run.get("status") not in (None, "running"):
+            return
+        time.sleep(1)
+    raise AssertionError(f"{run_id} did not finish")

@@ -193,5 +193,8 @@ class TestNotifyValidation:
         )
 
         assert_error(
-            response, 422, "invalid_request_error", param="pauseAfterConsecutiveFailures"
+            response,
+            422,
+            "invalid_request_error",
+            param="pauseAfterConsecutiveFailures",
         )
