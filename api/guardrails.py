@@ -21,7 +21,7 @@ from pydantic.alias_generators import to_camel
 
 from flows.alerts import PAUSED_REASON_KEY
 from flows.budget import Budgets
-from flows.guardrails import Guardrails
+from flows.guardrails import CatchUp, Guardrails
 
 MAX_TOKENS_LIMIT = 100_000_000
 MAX_COST_LIMIT_USD = 100_000.0
@@ -98,6 +98,12 @@ class GuardrailsIn(_Strict):
         " a warning at 80 percent, scheduled runs skipped and manual runs refused"
         " (402) at 100.",
     )
+    catch_up: CatchUp | None = Field(
+        default=None,
+        description="Scheduled runs missed while the worker or server was down:"
+        " 'latest' (default) runs the most recent, 'all' runs each in order,"
+        " 'none' skips them.",
+    )
 
 
 GUARDRAIL_FIELDS = tuple(GuardrailsIn.model_fields)
@@ -132,6 +138,7 @@ class GuardrailsOut(_Out):
         default=None, description="Why the automation is paused, when it is."
     )
     monthly_budget_usd: float | None = None
+    catch_up: CatchUp = "latest"
     spend_this_month: SpendOut | None = Field(
         default=None, description="Only in GET /automations/:id."
     )
@@ -169,6 +176,7 @@ def guardrails_out(
         else None,
         "paused_reason": str(reason) if reason else None,
         "monthly_budget_usd": stored.monthly_budget_usd,
+        "catch_up": stored.catch_up or "latest",
     }
 
 

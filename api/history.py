@@ -94,16 +94,31 @@ class RunHistory:
             if isinstance(item.get("value"), dict)
         }
 
-    async def read_org_budget(self, organization: str) -> tuple[Any, Any]:
-        """The organization's monthly budget and its spend entry, in one call."""
-        names = [org_budget_variable(organization), org_spend_variable(organization)]
+    async def read_variables(self, names: list[str]) -> dict[str, Any]:
+        """The values of the named Prefect variables that exist, in one call."""
         response = await self.client.request(
             "POST",
             "/variables/filter",
             json={"variables": {"name": {"any_": names}}, "limit": len(names)},
         )
-        values = {item["name"]: item.get("value") for item in response.json()}
-        return values.get(names[0]), values.get(names[1])
+        return {item["name"]: item.get("value") for item in response.json()}
+
+    async def read_guardrail_state(
+        self, deployment_id: UUID, organization: str
+    ) -> tuple[dict[str, Any], Any, Any]:
+        """The automation's stats, its organization's budget and spend, in one call."""
+        names = [
+            stats_variable_name(deployment_id),
+            org_budget_variable(organization),
+            org_spend_variable(organization),
+        ]
+        values = await self.read_variables(names)
+        stats = values.get(names[0])
+        return (
+            dict(stats) if isinstance(stats, dict) else {},
+            values.get(names[1]),
+            values.get(names[2]),
+        )
 
     async def update_stats(self, deployment_id: UUID, changes: dict[str, Any]) -> None:
         """Set keys of the automation's stats variable; a None value removes one."""

@@ -18,6 +18,7 @@ from fastapi import (
 )
 
 from api import examples
+from api.backfill import BackfillIn, BackfillOut
 from api.errors import (
     AuthenticationError,
     BudgetErrorDoc,
@@ -242,6 +243,23 @@ async def run_automation_now(
         recall=recall,
     )
     return answer
+
+
+@router.post(
+    "/automations/{automation_id}/backfill",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BackfillOut,
+    responses=BudgetErrorDoc,
+)
+async def backfill_automation(
+    automation_id: str, body: BackfillIn, organization: Organization, runs: Runs
+) -> BackfillOut:
+    start = _moment("from", body.start)
+    end = _moment("to", body.end)
+    assert start is not None and end is not None
+    if start >= end:
+        raise InvalidRequestError("from: must be earlier than 'to'.", param="from")
+    return await runs.backfill(organization, automation_id, start, end)
 
 
 @router.get("/automations/{automation_id}/runs", response_model=RunList)

@@ -155,12 +155,10 @@ class AutomationService:
     @prefect_boundary
     async def read(self, organization: str, public_id: str) -> AutomationOut:
         deployment = await self.read_owned(organization, public_id)
-        all_stats, counts, (org_budget, org_spend) = await asyncio.gather(
-            self.history.read_stats([deployment.id]),
+        (stats, org_budget, org_spend), counts = await asyncio.gather(
+            self.history.read_guardrail_state(deployment.id, organization),
             self.history.count_runs(deployment.id),
-            self.history.read_org_budget(organization),
         )
-        stats = all_stats.get(deployment.id, {})
 
         automation = automation_out(deployment, stats, _now())
         automation.runs = summary(counts, stats)
@@ -173,11 +171,9 @@ class AutomationService:
         self, organization: str, deployment: DeploymentResponse
     ) -> None:
         """Refuse a run by hand while a monthly budget is spent."""
-        all_stats, (org_budget, org_spend) = await asyncio.gather(
-            self.history.read_stats([deployment.id]),
-            self.history.read_org_budget(organization),
+        stats, org_budget, org_spend = await self.history.read_guardrail_state(
+            deployment.id, organization
         )
-        stats = all_stats.get(deployment.id, {})
         budgets = self._budgets(organization, deployment, stats, org_budget, org_spend)
 
         problem = budgets.exhausted()

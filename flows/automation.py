@@ -22,6 +22,7 @@ from prefect.variables import Variable
 from flows.agent import AgentError, BudgetExceededError, produce_output
 from flows.alerts import settle_run
 from flows.budget import add_run_cost, skip_when_spent
+from flows.catchup import skip_when_missed
 from flows.channels import StoredChannel
 from flows.delivery import (
     NO_OUTPUT,
@@ -115,6 +116,7 @@ async def run_automation(
     record = RunRecord()
     output = ""
     try:
+        await skip_when_missed(flow_run, deployment_id, guardrails)
         await skip_when_spent(flow_run, deployment_id, guardrails)
         output = await produce_output(
             system_prompt, model, tools or [], record, agent_limits(guardrails)

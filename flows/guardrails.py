@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.agent import AgentLimits
 
+CatchUp = Literal["latest", "all", "none"]
+
 
 class NotifyPolicy(BaseModel):
     """When the automation's channels hear about failed runs."""
@@ -53,6 +55,11 @@ class Guardrails(BaseModel):
         default=None,
         description="US dollars the automation may spend per calendar month of its"
         " timezone; scheduled runs are skipped once it is spent.",
+    )
+    catch_up: CatchUp | None = Field(
+        default=None,
+        description="Which scheduled runs missed during downtime still run:"
+        " 'latest' (the default), 'all' or 'none'.",
     )
 
 

@@ -1,7 +1,8 @@
 """Guardrails through the whole stack: per-run caps stop a run on the worker and
 its record keeps what it produced; failed runs alert the channels, pause the
 automation after too many in a row, and a recovery is announced once; monthly
-budgets warn once at 80 percent, skip scheduled runs and refuse manual ones."""
+budgets warn once at 80 percent, skip scheduled runs and refuse manual ones;
+missed scheduled runs follow their catch-up mode, and backfill makes past runs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -360,3 +362,109 @@ def wait_for(client: httpx.Client, automation_id: str, run_id: str) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"{run_id} did not finish")
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def missed_run(live: LiveStack, automation: dict[str, Any], fired: datetime) -> str:
+    """A run as Prefect's scheduler leaves it when no worker took it: scheduled at
+    its fire time, tagged `auto-scheduled`, due long ago."""
+    deployment = flow_run_id_of("run_" + automation["id"].removeprefix("auto_"))
+    state = {
+        "type": "SCHEDULED",
+        "state_details": {"scheduled_time": fired.isoformat()},
+    }
+    response = live.prefect_post(
+        f"/deployments/{deployment}/create_flow_run",
+        {"state": state, "tags": ["auto-scheduled"]},
+    )
+    assert response.status_code == 201, response.text
+    return "run_" + response.json()["id"].replace("-", "")
+
+
+class TestCatchUpAndBackfill:
+    def test_each_catch_up_mode_on_three_missed_fire_times(
+        self, live: LiveStack, make_automation: Callable[..., dict[str, Any]]
+    ) -> None:
+        # Ten minutes past its most recent fire time, and fifty before the next:
+        # the most recent missed run is due and no later one has passed.
+        now = datetime.now(UTC)
+        minute = (now.minute - 10) % 60
+        latest = now.replace(minute=minute, second=0, microsecond=0)
+        if latest > now:
+            latest -= timedelta(hours=1)
+        fired = [latest - timedelta(hours=hours) for hours in (2, 1, 0)]
+        automations = {
+            mode: make_automation(
+                schedule=f"{minute} * * * *",
+                timezone="UTC",
+                systemPrompt="Summarise. " + directive(),
+                catchUp=mode,
+            )
+            for mode in ("latest", "all", "none")
+        }
+        assert automations["latest"]["catchUp"] == "latest"
+
+        started = {
+            mode: [missed_run(live, automation, moment) for moment in fired]
+            for mode, automation in automations.items()
+        }
+        outcome = {
+            mode: [
+                live.wait_for_run(automations[mode]["id"], run_id, timeout=240)
+                for run_id in run_ids
+            ]
+            for mode, run_ids in started.items()
+        }
+
+        def errors(mode: str) -> list[str | None]:
+            return [run["error"] for run in outcome[mode]]
+
+        later = "skipped: missed its fire time; a later one has passed (catchUp latest)"
+        assert errors("latest") == [later, later, None]
+        assert errors("all") == [None, None, None]
+        assert errors("none") == ["skipped: missed its fire time (catchUp none)"] * 3
+        assert all(
+            run["trigger"] == "schedule" for runs in outcome.values() for run in runs
+        )
+        assert [run["status"] for run in outcome["latest"]] == [
+            "failure",
+            "failure",
+            "success",
+        ]
+        assert outcome["none"][0]["tokensInput"] == 0
+
+    def test_backfill_creates_exactly_the_fire_times_in_its_range_once(
+        self, live: LiveStack, make_automation: Callable[..., dict[str, Any]]
+    ) -> None:
+        automation = make_automation(
+            schedule="0 * * * *",
+            timezone="UTC",
+            systemPrompt="Summarise. " + directive(),
+        )
+        path = f"/automations/{automation['id']}/backfill"
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        body = {
+            "from": rfc3339(hour - timedelta(hours=4, minutes=30)),
+            "to": rfc3339(hour - timedelta(hours=1)),
+        }
+
+        made = live.api.post(path, json=body)
+        again = live.api.post(path, json=body)
+        too_many = live.api.post(
+            path, json={**body, "from": rfc3339(hour - timedelta(days=5))}
+        )
+
+        assert made.status_code == 202, made.text
+        expected = [rfc3339(hour - timedelta(hours=hours)) for hours in (4, 3, 2)]
+        assert [run["firesAt"] for run in made.json()["runs"]] == expected
+        assert made.json()["existing"] == 0
+        assert (again.json()["runs"], again.json()["existing"]) == ([], 3)
+        assert too_many.status_code == 422
+        assert too_many.json()["error"]["param"] == "to"
+        # Hours late, yet run: catch-up never skips what a backfill asked for.
+        for run in made.json()["runs"]:
+            finished = live.wait_for_run(automation["id"], run["runId"], timeout=240)
+            assert (finished["status"], finished["trigger"]) == ("success", "schedule")

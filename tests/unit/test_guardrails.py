@@ -128,6 +128,8 @@ class TestStoredGuardrails:
             "pause_after_consecutive_failures": None,
             "notify": None,
             "paused_reason": None,
+            "monthly_budget_usd": None,
+            "catch_up": "latest",
         }
 
     def test_notify_is_stored_with_its_defaults(self) -> None:
