@@ -26,7 +26,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.states import Cancelling
 
 from api.mapping import run_out, run_status
@@ -133,9 +133,14 @@ class RunHistory:
             else:
                 stats[key] = value
         if variable is None:
-            await self.client.create_variable(VariableCreate(name=name, value=stats))
-        else:
-            await self.client.update_variable(VariableUpdate(name=name, value=stats))
+            try:
+                await self.client.create_variable(
+                    VariableCreate(name=name, value=stats)
+                )
+                return
+            except ObjectAlreadyExists:
+                pass  # a run created it meanwhile: update it below
+        await self.client.update_variable(VariableUpdate(name=name, value=stats))
 
     async def delete_stats(self, deployment_id: UUID) -> None:
         with contextlib.suppress(ObjectNotFound):

@@ -20,6 +20,7 @@ from flows.channels import StoredChannel
 from flows.delivery import Notice, deliver_all, run_logger
 from flows.guardrails import Guardrails
 from flows.ids import stats_variable_name
+from flows.variables import save_variable
 
 SKIPPED_PREFIX = "skipped: "
 FAILURES_KEY = "consecutiveFailures"
@@ -104,7 +105,7 @@ async def settle_run(
         )
     stats[FAILURES_KEY] = plan.streak
     stats[ALERTED_KEY] = plan.alerted
-    await Variable.aset(name, stats, overwrite=True)
+    await save_variable(name, stats)
 
     if plan.alert is not None and channels:
         link = url_for("flow-run", obj_id=flow_run_id)

@@ -35,6 +35,7 @@ from flows.ids import automation_id, run_id, stats_variable_name
 from flows.model import ModelCallError
 from flows.record import RunRecord, artifact_payload, public_run, timestamp
 from flows.triggers import MANUAL_TAG, trigger_of, untagged
+from flows.variables import save_variable
 
 FLOW_NAME = "workjet-automation"
 
@@ -57,7 +58,7 @@ async def _update_stats(deployment_id: UUID, changes: dict[str, Any]) -> None:
             stats[key] = round(stats.get(key, 0) + value, 6)
         else:
             stats[key] = value
-    await Variable.aset(name, stats, overwrite=True)
+    await save_variable(name, stats)
 
 
 async def _tag_trigger(flow_run: Any) -> None:

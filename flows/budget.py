@@ -28,6 +28,7 @@ from flows.delivery import Notice, deliver_all, run_logger
 from flows.guardrails import Guardrails
 from flows.ids import stats_variable_name
 from flows.triggers import trigger_of
+from flows.variables import save_variable
 
 WARN_AT = 0.8
 MONTH_SPEND_KEY = "monthSpend"
@@ -189,7 +190,7 @@ async def add_run_cost(
         notices.append(
             _warning(body["automationName"], spent, budgets.budget, budgets.month)
         )
-    await Variable.aset(name, stats, overwrite=True)
+    await save_variable(name, stats)
 
     org_name = org_spend_variable(budgets.organization)
     previous: Any = await Variable.aget(org_name, default=None)  # type: ignore[func-returns-value]
@@ -206,7 +207,7 @@ async def add_run_cost(
                 budgets.org_month,
             )
         )
-    await Variable.aset(org_name, org, overwrite=True)
+    await save_variable(org_name, org)
 
     for notice in notices:
         run_logger().info("budget warning sent automation=%s", body["automationId"])
