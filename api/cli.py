@@ -4,6 +4,9 @@ workjet up                      Prefect server, worker, facade (and stand-in)
 workjet keys create --org ID    print a new key for an organization, once
 workjet keys list
 workjet keys revoke PREFIX
+workjet budget set --org ID --monthly-usd N    an organization's monthly budget
+workjet budget show --org ID
+workjet budget clear --org ID
 """
 
 from __future__ import annotations
@@ -141,6 +144,26 @@ async def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _budget(args: argparse.Namespace) -> int:
+    from prefect.client.orchestration import get_client
+
+    from api.budgets import clear_org_budget, read_org_budget, set_org_budget
+
+    async with get_client() as client:
+        try:
+            if args.budget_command == "set":
+                await set_org_budget(client, args.org, args.monthly_usd)
+            elif args.budget_command == "clear":
+                await clear_org_budget(client, args.org)
+            budget, month, spent = await read_org_budget(client, args.org)
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 2
+    limit = f"{budget:g} USD" if budget is not None else "no budget"
+    print(f"{args.org}: {limit}; {spent:.2f} USD spent in {month} (UTC)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(prog="workjet", description=__doc__)
@@ -159,6 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     revoke = key_commands.add_parser("revoke", help="revoke keys by prefix or hash")
     revoke.add_argument("prefix")
 
+    budget = commands.add_parser("budget", help="an organization's monthly budget")
+    budget_commands = budget.add_subparsers(dest="budget_command", required=True)
+    for name, text in (
+        ("set", "set the monthly budget in US dollars"),
+        ("show", "show the budget and this month's spend"),
+        ("clear", "remove the budget"),
+    ):
+        command = budget_commands.add_parser(name, help=text)
+        command.add_argument("--org", required=True, help="organization id, e.g. acme")
+        if name == "set":
+            command.add_argument("--monthly-usd", type=float, required=True)
+
     args = parser.parse_args(argv)
     if args.command == "up":
         return up(args)
@@ -171,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             print(key)
         return 0
     try:
+        if args.command == "budget":
+            return asyncio.run(_budget(args))
         return asyncio.run(_keys(args))
     except httpx.TransportError as error:
         print(

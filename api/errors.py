@@ -8,6 +8,7 @@ translated into them at the boundary, so no foreign error reaches a client.
     ├── MalformedRequestError    400 invalid_request_error
     ├── InvalidRequestError      422 invalid_request_error
     ├── AuthenticationError      401 authentication_error
+    ├── BudgetExhaustedError     402 budget_error
     ├── NotFoundError            404 not_found_error
     ├── ConflictError            409 conflict_error
     ├── MethodNotAllowedError    405 invalid_request_error
@@ -74,6 +75,12 @@ class AuthenticationError(ApiError):
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
+
+
+class BudgetExhaustedError(ApiError):
+    status = 402
+    type = "budget_error"
+    default_code = "monthly_budget_exceeded"
 
 
 class NotFoundError(ApiError):
@@ -159,6 +166,11 @@ def _documented(description: str) -> dict[str, object]:
         },
     }
 
+
+# The answer of the endpoints that start a run while a monthly budget is spent.
+BudgetErrorDoc: dict[int | str, dict[str, object]] = {
+    402: _documented("A monthly budget is spent; raise it or wait for the month."),
+}
 
 # The error answers every endpoint may give, for the OpenAPI document.
 ErrorBodyDoc: dict[int | str, dict[str, object]] = {

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -25,12 +26,13 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.states import Cancelling
 
 from api.mapping import run_out, run_status
 from api.run_filters import RunQuery, history_filter
 from api.schemas import RunOut, RunSummary
+from flows.budget import org_budget_variable, org_spend_variable
 from flows.ids import stats_variable_name
 
 # Earlier than any run: the start of the single bucket that counts all history.
@@ -91,6 +93,54 @@ class RunHistory:
             for item in response.json()
             if isinstance(item.get("value"), dict)
         }
+
+    async def read_variables(self, names: list[str]) -> dict[str, Any]:
+        """The values of the named Prefect variables that exist, in one call."""
+        response = await self.client.request(
+            "POST",
+            "/variables/filter",
+            json={"variables": {"name": {"any_": names}}, "limit": len(names)},
+        )
+        return {item["name"]: item.get("value") for item in response.json()}
+
+    async def read_guardrail_state(
+        self, deployment_id: UUID, organization: str
+    ) -> tuple[dict[str, Any], Any, Any]:
+        """The automation's stats, its organization's budget and spend, in one call."""
+        names = [
+            stats_variable_name(deployment_id),
+            org_budget_variable(organization),
+            org_spend_variable(organization),
+        ]
+        values = await self.read_variables(names)
+        stats = values.get(names[0])
+        return (
+            dict(stats) if isinstance(stats, dict) else {},
+            values.get(names[1]),
+            values.get(names[2]),
+        )
+
+    async def update_stats(self, deployment_id: UUID, changes: dict[str, Any]) -> None:
+        """Set keys of the automation's stats variable; a None value removes one."""
+        name = stats_variable_name(deployment_id)
+        variable = await self.client.read_variable_by_name(name)
+        current = variable.value if variable is not None else None
+        stats: dict[str, Any] = dict(current) if isinstance(current, dict) else {}
+
+        for key, value in changes.items():
+            if value is None:
+                stats.pop(key, None)
+            else:
+                stats[key] = value
+        if variable is None:
+            try:
+                await self.client.create_variable(
+                    VariableCreate(name=name, value=stats)
+                )
+                return
+            except ObjectAlreadyExists:
+                pass  # a run created it meanwhile: update it below
+        await self.client.update_variable(VariableUpdate(name=name, value=stats))
 
     async def delete_stats(self, deployment_id: UUID) -> None:
         with contextlib.suppress(ObjectNotFound):

@@ -19,6 +19,7 @@ from prefect.client.schemas.objects import (
 from prefect.client.schemas.responses import DeploymentResponse
 from pydantic import TypeAdapter
 
+from api.guardrails import guardrails_out, stored_guardrails
 from api.schedules import next_fire_time
 from api.schemas import (
     TIMEOUT_DEFAULT_SECONDS,
@@ -90,6 +91,7 @@ def flow_parameters(
         "tools": list(body.tools),
         "channels": channels,
         "timeout_seconds": body.timeout_seconds,
+        "guardrails": stored_guardrails(body),
     }
 
 
@@ -163,6 +165,7 @@ def automation_out(
         next_run_at=next_run_at(deployment, now),
         created_at=timestamp(created) or "",
         updated_at=timestamp(deployment.updated or created) or "",
+        **guardrails_out(parameters, stats, bool(deployment.paused)),
     )
 
 

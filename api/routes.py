@@ -18,13 +18,16 @@ from fastapi import (
 )
 
 from api import examples
+from api.backfill import BackfillIn, BackfillOut
 from api.errors import (
     AuthenticationError,
+    BudgetErrorDoc,
     ConflictError,
     ErrorBodyDoc,
     InvalidRequestError,
     NotFoundError,
 )
+from api.guardrails import PauseIn
 from api.idempotency import IdempotencyStore
 from api.keys import KeyVerifier
 from api.rate_limit import RateLimiter
@@ -204,16 +207,23 @@ async def activate_automation(
 
 @router.post("/automations/{automation_id}/pause", response_model=PauseOut)
 async def pause_automation(
-    automation_id: str, organization: Organization, service: Service
+    automation_id: str,
+    organization: Organization,
+    service: Service,
+    body: Annotated[PauseIn | None, Body()] = None,
 ) -> PauseOut:
-    return await service.pause(organization, automation_id)
+    reason = body.reason if body is not None else None
+    return await service.pause(organization, automation_id, reason)
 
 
 @router.post(
     "/automations/{automation_id}/run",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ManualRunOut,
-    responses={202: examples.answer(examples.MANUAL_RUN, "The run, queued.")},
+    responses={
+        202: examples.answer(examples.MANUAL_RUN, "The run, queued."),
+        **BudgetErrorDoc,
+    },
 )
 async def run_automation_now(
     automation_id: str,
@@ -238,6 +248,23 @@ async def run_automation_now(
         recall=recall,
     )
     return answer
+
+
+@router.post(
+    "/automations/{automation_id}/backfill",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BackfillOut,
+    responses=BudgetErrorDoc,
+)
+async def backfill_automation(
+    automation_id: str, body: BackfillIn, organization: Organization, runs: Runs
+) -> BackfillOut:
+    start = _moment("from", body.start)
+    end = _moment("to", body.end)
+    assert start is not None and end is not None
+    if start >= end:
+        raise InvalidRequestError("from: must be earlier than 'to'.", param="from")
+    return await runs.backfill(organization, automation_id, start, end)
 
 
 @router.get("/automations/{automation_id}/runs", response_model=RunList)
@@ -300,7 +327,8 @@ async def cancel_run(
     responses={
         202: examples.answer(
             {**examples.MANUAL_RUN, "replayOf": examples.RUN_ID}, "The new run."
-        )
+        ),
+        **BudgetErrorDoc,
     },
 )
 async def replay_run(

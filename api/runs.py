@@ -16,6 +16,9 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     ArtifactFilterType,
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterExpectedStartTime,
     LogFilter,
     LogFilterFlowRunId,
 )
@@ -23,17 +26,24 @@ from prefect.client.schemas.objects import Artifact, FlowRun, State, StateType
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.sorting import FlowRunSort, LogSort
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Cancelled, Cancelling
+from prefect.states import Cancelled, Cancelling, Scheduled
 
-from api.errors import ConflictError, NotFoundError, quoted_id
-from api.mapping import run_out, run_status
+from api.backfill import (
+    MAX_BACKFILL_RUNS,
+    BackfillOut,
+    BackfillRun,
+    fire_times_between,
+)
+from api.errors import ConflictError, InvalidRequestError, NotFoundError, quoted_id
+from api.mapping import run_out, run_status, schedule_of
 from api.prefect_calls import prefect_boundary
 from api.run_filters import RunQuery, history_filter
 from api.schemas import LogLine, ManualRunOut, RunList, RunLogs, RunOut
 from api.service import AutomationService
+from flows.catchup import BACKFILL_TAG
 from flows.ids import flow_run_id_of, run_id
 from flows.record import ARTIFACT_TYPE, timestamp
-from flows.triggers import MANUAL_TAG, REPLAY_OF_PREFIX, REPLAY_TAG
+from flows.triggers import MANUAL_TAG, REPLAY_OF_PREFIX, REPLAY_TAG, SCHEDULED_TAG
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +69,7 @@ class RunService:
     ) -> ManualRunOut:
         """A manual run now, or a replay of an earlier run with today's config."""
         deployment = await self.automations.read_owned(organization, public_id)
+        await self.automations.check_budget(organization, deployment)
         tags = [MANUAL_TAG]
         if replay is not None:
             await self._read_owned_run(deployment, replay)
@@ -80,6 +91,70 @@ class RunService:
             started_at=timestamp(flow_run.expected_start_time or _now()) or "",
             replay_of=replay,
         )
+
+    @prefect_boundary
+    async def backfill(
+        self, organization: str, public_id: str, start: datetime, end: datetime
+    ) -> BackfillOut:
+        """Runs for the past fire times in [start, end) that have none yet.
+
+        They are scheduled at their fire times, which have passed, so a worker
+        starts them at once, oldest first; catch-up never skips them.
+        """
+        deployment = await self.automations.read_owned(organization, public_id)
+        cron, zone, _ = schedule_of(deployment)
+        moments = fire_times_between(
+            cron, zone, start, min(end, _now()), MAX_BACKFILL_RUNS + 1
+        )
+        if len(moments) > MAX_BACKFILL_RUNS:
+            raise InvalidRequestError(
+                f"to: the range holds more than {MAX_BACKFILL_RUNS} fire times;"
+                " backfill a shorter range.",
+                param="to",
+            )
+        await self.automations.check_budget(organization, deployment)
+
+        taken = await self._fire_times_with_runs(deployment.id, moments)
+        created: list[BackfillRun] = []
+        for moment in moments:
+            if moment in taken:
+                continue
+            flow_run = await self.client.create_flow_run_from_deployment(
+                deployment.id,
+                state=Scheduled(scheduled_time=moment),
+                tags=[SCHEDULED_TAG, BACKFILL_TAG],
+                idempotency_key=f"backfill {deployment.id} {moment.isoformat()}",
+            )
+            created.append(
+                BackfillRun(
+                    run_id=run_id(flow_run.id), fires_at=timestamp(moment) or ""
+                )
+            )
+        logger.info("backfill requested automation=%s runs=%d", public_id, len(created))
+        return BackfillOut(
+            automation_id=public_id, runs=created, existing=len(moments) - len(created)
+        )
+
+    async def _fire_times_with_runs(
+        self, deployment_id: UUID, moments: list[datetime]
+    ) -> set[datetime]:
+        if not moments:
+            return set()
+        existing = await self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]),
+                expected_start_time=FlowRunFilterExpectedStartTime(
+                    after_=moments[0],  # type: ignore[arg-type]
+                    before_=moments[-1],  # type: ignore[arg-type]
+                ),
+            ),
+            limit=PREFECT_PAGE_MAX,
+        )
+        return {
+            run.expected_start_time.astimezone(UTC)
+            for run in existing
+            if run.expected_start_time is not None
+        }
 
     @prefect_boundary
     async def list_runs(

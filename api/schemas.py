@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from api.guardrails import GUARDRAIL_ALIASES, GuardrailsIn, GuardrailsOut
 from api.schedules import ScheduleError, validate_cron, validate_timezone
 
 SYSTEM_PROMPT_MAX_CHARS = 100_000
@@ -180,7 +181,7 @@ def _schedule_value(check: Any, value: str) -> str:
         raise ValueError(str(error)) from None
 
 
-class AutomationCreate(_AutomationFields):
+class AutomationCreate(_AutomationFields, GuardrailsIn):
     name: _text(NAME_MAX_CHARS)  # type: ignore[valid-type]
     description: _text(DESCRIPTION_MAX_CHARS, 0) | None = None  # type: ignore[valid-type]
     system_prompt: _text(SYSTEM_PROMPT_MAX_CHARS)  # type: ignore[valid-type]
@@ -199,10 +200,10 @@ class AutomationCreate(_AutomationFields):
 
 
 def _not_nullable(schema: dict[str, Any]) -> None:
-    """Document that only `description` may be sent as null on update."""
+    """Document that only `description` and guardrails may be null on update."""
     for name, prop in schema.get("properties", {}).items():
         options = prop.get("anyOf")
-        if name == "description" or not options:
+        if name == "description" or name in GUARDRAIL_ALIASES or not options:
             continue
         kept = [option for option in options if option.get("type") != "null"]
         prop.pop("anyOf")
@@ -213,7 +214,7 @@ def _not_nullable(schema: dict[str, Any]) -> None:
             prop["anyOf"] = kept
 
 
-class AutomationUpdate(_AutomationFields):
+class AutomationUpdate(_AutomationFields, GuardrailsIn):
     """Every field optional; only the fields present change."""
 
     model_config = ConfigDict(json_schema_extra=_not_nullable)
@@ -283,7 +284,7 @@ class RunSummary(_Response):
     estimated_cost: float
 
 
-class AutomationOut(_Response):
+class AutomationOut(_Response, GuardrailsOut):
     id: str
     name: str
     description: str | None

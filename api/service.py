@@ -15,6 +15,7 @@ import logging
 import re
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -35,7 +36,13 @@ from prefect.exceptions import ObjectNotFound
 from prefect.utilities.callables import parameter_schema
 
 from api.channel_secrets import ChannelSecrets
-from api.errors import InvalidRequestError, NotFoundError, quoted_id
+from api.errors import (
+    BudgetExhaustedError,
+    InvalidRequestError,
+    NotFoundError,
+    quoted_id,
+)
+from api.guardrails import guardrails_changed, spend_out, stored_guardrails
 from api.history import RunHistory, summary
 from api.mapping import (
     automation_out,
@@ -60,7 +67,10 @@ from api.schemas import (
 from api.template import DeploymentTemplate, organization_tag
 from blocks.catalog import CATALOG_DOCUMENT_NAME, UnknownModelError, WorkjetModelCatalog
 from blocks.connectors import WorkjetMcpConnector
+from flows.alerts import FAILURES_KEY, PAUSED_REASON_KEY
 from flows.automation import FLOW_NAME, run_automation
+from flows.budget import Budgets, budgets_of
+from flows.guardrails import Guardrails
 from flows.ids import automation_id, deployment_id_of
 from flows.record import timestamp
 
@@ -149,15 +159,58 @@ class AutomationService:
     @prefect_boundary
     async def read(self, organization: str, public_id: str) -> AutomationOut:
         deployment = await self.read_owned(organization, public_id)
-        all_stats, counts = await asyncio.gather(
-            self.history.read_stats([deployment.id]),
+        (stats, org_budget, org_spend), counts = await asyncio.gather(
+            self.history.read_guardrail_state(deployment.id, organization),
             self.history.count_runs(deployment.id),
         )
-        stats = all_stats.get(deployment.id, {})
 
         automation = automation_out(deployment, stats, _now())
         automation.runs = summary(counts, stats)
+        automation.spend_this_month = spend_out(
+            self._budgets(organization, deployment, stats, org_budget, org_spend)
+        )
         return automation
+
+    async def check_budget(
+        self, organization: str, deployment: DeploymentResponse
+    ) -> None:
+        """Refuse a run by hand while a monthly budget is spent."""
+        stats, org_budget, org_spend = await self.history.read_guardrail_state(
+            deployment.id, organization
+        )
+        budgets = self._budgets(organization, deployment, stats, org_budget, org_spend)
+
+        problem = budgets.exhausted()
+        if problem is None:
+            return
+        own = budgets.budget is not None and budgets.spent >= budgets.budget
+        raise BudgetExhaustedError(
+            f"A monthly budget is spent: {problem}. Raise the budget or wait for"
+            " the month to turn.",
+            param="monthlyBudgetUsd" if own else None,
+        )
+
+    @staticmethod
+    def _budgets(
+        organization: str,
+        deployment: DeploymentResponse,
+        stats: dict[str, Any],
+        org_budget: Any,
+        org_spend: Any,
+    ) -> Budgets:
+        _, zone, _ = schedule_of(deployment)
+        guardrails = Guardrails.model_validate(
+            (deployment.parameters or {}).get("guardrails") or {}
+        )
+        return budgets_of(
+            stats=stats,
+            budget=guardrails.monthly_budget_usd,
+            zone=zone,
+            organization=organization,
+            org_budget=org_budget,
+            org_spend=org_spend,
+            now=_now(),
+        )
 
     @prefect_boundary
     async def update(
@@ -179,6 +232,11 @@ class AutomationService:
             parameters["system_prompt"] = body.system_prompt
         if body.timeout_seconds is not None:
             parameters["timeout_seconds"] = body.timeout_seconds
+
+        if guardrails_changed(body):
+            parameters["guardrails"] = stored_guardrails(
+                body, parameters.get("guardrails")
+            )
 
         previous_channels = stored_channels(parameters)
         if body.channels is not None:
@@ -224,9 +282,13 @@ class AutomationService:
         logger.info("automation deleted automation=%s", public_id)
 
     @prefect_boundary
-    async def pause(self, organization: str, public_id: str) -> PauseOut:
+    async def pause(
+        self, organization: str, public_id: str, reason: str | None = None
+    ) -> PauseOut:
         deployment = await self.read_owned(organization, public_id)
         await self.client.pause_deployment(deployment.id)
+        # A pause without a reason must not show the reason of an earlier one.
+        await self.history.update_stats(deployment.id, {PAUSED_REASON_KEY: reason})
         logger.info("automation paused automation=%s", public_id)
         return PauseOut(id=public_id, status="paused")
 
@@ -234,6 +296,11 @@ class AutomationService:
     async def activate(self, organization: str, public_id: str) -> ActivateOut:
         deployment = await self.read_owned(organization, public_id)
         await self.client.resume_deployment(deployment.id)
+        # Activated again, the automation starts a fresh streak of failures: the
+        # one that paused it must not pause it again at the next failure.
+        await self.history.update_stats(
+            deployment.id, {PAUSED_REASON_KEY: None, FAILURES_KEY: 0}
+        )
         deployment.paused = False
         logger.info("automation activated automation=%s", public_id)
         return ActivateOut(

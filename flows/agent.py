@@ -3,7 +3,9 @@
 A run is a conversation. The model answers, or asks for tools; each call goes to
 the automation's MCP connectors and its result goes back, until the model ends its
 turn. The loop is bounded by a number of turns and by a wall-clock budget for the
-whole step, connectors' start-up included; the tokens of every turn are counted.
+whole step, connectors' start-up included; the tokens of every turn are counted,
+and the automation's caps on tokens and cost are checked after every model turn,
+before the tool calls it asks for.
 """
 
 from __future__ import annotations
@@ -51,12 +53,23 @@ class NotServedError(AgentError):
     """The automation names something this build cannot run."""
 
 
+class BudgetExceededError(AgentError):
+    """The run reached one of its caps; `output` is what the model said so far."""
+
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
+
+
 @dataclass(frozen=True)
 class AgentLimits:
-    """How far one run's loop may go: model turns, and seconds for the whole step."""
+    """How far one run's loop may go: model turns, seconds for the whole step, and
+    the automation's own caps on tokens and cost (None: no cap)."""
 
     max_turns: int = DEFAULT_MAX_TURNS
     time_budget_seconds: float = DEFAULT_TIME_BUDGET_SECONDS
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
 
     @classmethod
     def from_environment(cls) -> AgentLimits:
@@ -142,6 +155,7 @@ class Agent:
         self.record = record
         self.limits = limits
         self.deadline = 0.0
+        self.said: list[str] = []
 
     async def run(
         self, system_prompt: str, connectors: list[tuple[str, WorkjetMcpConnector]]
@@ -176,7 +190,9 @@ class Agent:
                 max_tokens=DEFAULT_MAX_TOKENS,
             )
             self._account(turn)
-            if turn.stop_reason != "tool_use" or not turn.tool_uses:
+            final = turn.stop_reason != "tool_use" or not turn.tool_uses
+            self._check_caps(final)
+            if final:
                 return _output_of(turn)
             if number == self.limits.max_turns:
                 break  # no model turn is left to read what the tools would return
@@ -209,6 +225,34 @@ class Agent:
         record.estimated_cost = round(record.estimated_cost + cost, 6)
         record.stop_reason = turn.stop_reason
         record.has_output = bool(turn.text.strip())
+        if turn.text.strip():
+            self.said.append(_output_of(turn))
+
+    def _check_caps(self, final: bool) -> None:
+        """Stop once a cap is passed, or reached with another model turn to come:
+        that turn could only add to it."""
+        limits = self.limits
+        record = self.record
+        tokens = (
+            record.tokens_input
+            + record.cache_write_tokens
+            + record.cache_read_tokens
+            + record.tokens_output
+        )
+        cost = record.estimated_cost
+        problem = None
+        if limits.max_tokens is not None and _past(tokens, limits.max_tokens, final):
+            problem = f"maxTokens {limits.max_tokens} reached ({tokens} used)"
+        elif limits.max_cost_usd is not None and _past(
+            cost, limits.max_cost_usd, final
+        ):
+            problem = f"maxCostUsd {limits.max_cost_usd:g} reached ({cost:g} used)"
+        if problem is None:
+            return
+
+        output = "\n\n".join(self.said)
+        record.has_output = bool(output.strip())
+        raise BudgetExceededError(f"budget_exceeded: {problem}", output)
 
     async def _call_tools(self, toolbox: Toolbox, uses: list[ToolUse]) -> list[Json]:
         logger = run_logger()
@@ -242,6 +286,10 @@ class Agent:
                 result["is_error"] = True
             results.append(result)
         return results
+
+
+def _past(used: float, cap: float, final: bool) -> bool:
+    return used > cap or (not final and used >= cap)
 
 
 def _output_of(turn: ModelTurn) -> str:

@@ -17,11 +17,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.objects import State, StateType
 from prefect.context import get_run_context
-from prefect.exceptions import ObjectAlreadyExists
 from prefect.states import Cancelled
-from prefect.variables import Variable
 
-from flows.agent import AgentError, produce_output
+from flows.agent import AgentError, BudgetExceededError, produce_output
+from flows.alerts import settle_run
+from flows.budget import add_run_cost, skip_when_spent
+from flows.catchup import skip_when_missed
 from flows.channels import StoredChannel
 from flows.delivery import (
     NO_OUTPUT,
@@ -29,11 +30,13 @@ from flows.delivery import (
     delivery_error,
     skipped_deliveries,
 )
+from flows.guardrails import Guardrails, agent_limits
 from flows.ids import automation_id, run_id, stats_variable_name
 from flows.model import ModelCallError
 from flows.outcomes import TIMEOUT_ERROR
 from flows.record import RunRecord, artifact_payload, public_run, timestamp
 from flows.triggers import MANUAL_TAG, trigger_of, untagged
+from flows.variables import add_to_variable
 
 FLOW_NAME = "workjet-automation"
 
@@ -47,24 +50,16 @@ class RunFailedError(RuntimeError):
 
 async def _update_stats(deployment_id: UUID, changes: dict[str, Any]) -> None:
     """Add this run to the automation's running totals in a Prefect variable."""
-    name = stats_variable_name(deployment_id)
-    # Two first runs starting together both find no variable and both create it:
-    # the second one's create fails, and it reads the first one's and adds to it.
-    for attempt in range(2):
-        current: Any = await Variable.aget(name, default=None)  # type: ignore[func-returns-value]
-        stats: dict[str, Any] = dict(current) if isinstance(current, dict) else {}
 
+    def added(stats: dict[str, Any]) -> dict[str, Any]:
         for key, value in changes.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 stats[key] = round(stats.get(key, 0) + value, 6)
             else:
                 stats[key] = value
-        try:
-            await Variable.aset(name, stats, overwrite=True)
-            return
-        except ObjectAlreadyExists:
-            if attempt:
-                raise
+        return stats
+
+    await add_to_variable(stats_variable_name(deployment_id), added)
 
 
 async def _tag_trigger(flow_run: Any) -> None:
@@ -109,6 +104,7 @@ async def run_automation(
     tools: list[str] | None = None,
     channels: list[StoredChannel] | None = None,
     timeout_seconds: int = 900,
+    guardrails: Guardrails | None = None,
 ) -> State[None] | None:
     """Ask the model, keep the run record in Prefect, deliver the output."""
     logger = get_run_logger()
@@ -126,7 +122,15 @@ async def run_automation(
     # past it keeps the tokens it spent and delivers nothing.
     with anyio.move_on_after(timeout_seconds) as budget:
         try:
-            output = await produce_output(system_prompt, model, tools or [], record)
+            await skip_when_missed(flow_run, deployment_id, guardrails)
+            await skip_when_spent(flow_run, deployment_id, guardrails)
+            output = await produce_output(
+                system_prompt, model, tools or [], record, agent_limits(guardrails)
+            )
+        except BudgetExceededError as stopped:
+            # Stopped at a cap: what the model said so far stays in the record.
+            record.error = str(stopped)
+            output = stopped.output
         except (ModelCallError, AgentError) as error:
             record.error = str(error)
     if budget.cancelled_caught:
@@ -166,6 +170,18 @@ async def run_automation(
         },
     )
 
+    if record.error != CANCELLED:
+        finished = _webhook_body(
+            flow_run,
+            deployment_id,
+            name,
+            record,
+            output,
+            started_at,
+            status="success" if record.error is None else "failure",
+        )
+        await _settle(guardrails, channels or [], finished, deployment_id, flow_run.id)
+
     if record.error == CANCELLED:
         logger.info("run cancelled automation=%s", automation_id(deployment_id))
         return Cancelled(message="cancelled before delivery")
@@ -190,6 +206,26 @@ async def _cancel_requested(flow_run_id: UUID) -> bool:
     return state in (StateType.CANCELLING, StateType.CANCELLED)
 
 
+async def _settle(
+    guardrails: Guardrails | None,
+    channels: list[StoredChannel],
+    finished: dict[str, Any],
+    deployment_id: UUID,
+    flow_run_id: UUID,
+) -> None:
+    """Streak, alerts, auto-pause and monthly spend; their failure must not change
+    the run's."""
+    try:
+        await settle_run(guardrails, channels, finished, deployment_id, flow_run_id)
+        await add_run_cost(guardrails, channels, finished, deployment_id)
+    except Exception as error:  # noqa: BLE001
+        get_run_logger().warning(
+            "guardrails not applied automation=%s error=%s",
+            finished["automationId"],
+            type(error).__name__,
+        )
+
+
 def _webhook_body(
     flow_run: Any,
     deployment_id: UUID,
@@ -197,12 +233,13 @@ def _webhook_body(
     record: RunRecord,
     output: str,
     started_at: datetime,
+    status: str = "success",
 ) -> dict[str, Any]:
     trigger = trigger_of(flow_run.tags or [])
     run = public_run(
         run_id=run_id(flow_run.id),
         automation_id=automation_id(deployment_id),
-        status="success",
+        status=status,
         trigger=trigger,
         started_at=started_at,
         completed_at=datetime.now(UTC),

@@ -48,6 +48,17 @@ class SenderMissingError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A short message about a run, sent in place of its output: Slack and email
+    send `text` (email under `subject`); a webhook gets the run's body with the
+    notice's `event` and its text as `message`."""
+
+    event: str
+    text: str
+    subject: str
+
+
+@dataclass(frozen=True)
 class _FinishedRun:
     """What the channels send, read from the webhook body that carries it all."""
 
@@ -56,11 +67,14 @@ class _FinishedRun:
     started_at: datetime
     output: str
     body: dict[str, Any]
+    subject: str | None = None
 
     @classmethod
-    def of(cls, body: dict[str, Any]) -> _FinishedRun:
+    def of(cls, body: dict[str, Any], notice: Notice | None = None) -> _FinishedRun:
         run = body["run"]
         started = run.get("startedAt")
+        if notice is not None:
+            body = {**body, "event": notice.event, "message": notice.text}
         return cls(
             automation_id=str(body["automationId"]),
             automation_name=str(body["automationName"]),
@@ -69,16 +83,18 @@ class _FinishedRun:
                 if started
                 else datetime.now(UTC)
             ),
-            output=str(run.get("output") or ""),
+            output=notice.text if notice else str(run.get("output") or ""),
             body=body,
+            subject=notice.subject if notice else None,
         )
 
 
 async def deliver_all(
-    channels: list[StoredChannel], body: dict[str, Any]
+    channels: list[StoredChannel], body: dict[str, Any], notice: Notice | None = None
 ) -> list[Delivery]:
-    """Send the run in `body` (the webhook body) to every channel, in order."""
-    run = _FinishedRun.of(body)
+    """Send the run in `body` (the webhook body) to every channel, in order, or
+    the `notice` about it."""
+    run = _FinishedRun.of(body, notice)
     if not run.output.strip():
         return skipped_deliveries(channels, f"not sent: {NO_OUTPUT}")
 
@@ -143,8 +159,12 @@ async def _deliver(
 
     assert isinstance(channel, EmailChannel)
     server = await senders.load(WorkjetSmtpServer)
-    subject = channel.subject or default_subject(
-        run.automation_name, run.started_at, await senders.timezone(run)
+    subject = (
+        run.subject
+        or channel.subject
+        or default_subject(
+            run.automation_name, run.started_at, await senders.timezone(run)
+        )
     )
     return await deliver_email(channel.to, subject, run.output, server)
 
@@ -206,7 +226,7 @@ def _failed(channel: StoredChannel, error: str) -> Delivery:
 
 
 def _log(delivery: Delivery) -> None:
-    logger = _logger()
+    logger = run_logger()
     target = delivery.target
     if delivery.type == "webhook":
         # A webhook's path or query may hold a credential; its origin does not.
@@ -237,7 +257,7 @@ def _log(delivery: Delivery) -> None:
         )
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     try:
         return get_run_logger()
     except MissingContextError:

@@ -168,12 +168,22 @@ def fixture_server(tmp_path: Path) -> Callable[..., WorkjetMcpConnector]:
 def make_agent(standin_url: str) -> Callable[..., tuple[Agent, RunRecord]]:
     """An agent on the stand-in through the real SDK, with its own run record."""
 
-    def make(max_turns: int = 10, budget: float = 60) -> tuple[Agent, RunRecord]:
+    def make(
+        max_turns: int = 10,
+        budget: float = 60,
+        max_tokens: int | None = None,
+        max_cost_usd: float | None = None,
+    ) -> tuple[Agent, RunRecord]:
         client = anthropic.AsyncAnthropic(
             base_url=standin_url, api_key="not-a-real-key", max_retries=0
         )
         record = RunRecord()
-        limits = AgentLimits(max_turns=max_turns, time_budget_seconds=budget)
+        limits = AgentLimits(
+            max_turns=max_turns,
+            time_budget_seconds=budget,
+            max_tokens=max_tokens,
+            max_cost_usd=max_cost_usd,
+        )
         agent = Agent(client, WorkjetModelCatalog(), [MODEL], record, limits)
         return agent, record
 

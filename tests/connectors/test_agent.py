@@ -11,8 +11,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from blocks.catalog import TokenUsage, WorkjetModelCatalog
 from blocks.connectors import WorkjetMcpConnector
-from flows.agent import Agent, AgentError
+from flows.agent import Agent, AgentError, BudgetExceededError
 from flows.record import RunRecord
 from tests.connectors.conftest import alive, directive, leftovers, processes
 
@@ -193,3 +194,115 @@ class TestConnectorFailures:
             await agent.run("Check. " + directive(), [("silent", silent)])
 
         assert leftovers(before) == set()
+
+
+def echo_loop(**tokens: int) -> str:
+    """A model that calls the fixture's `echo` after every result, with fixed usage."""
+    return (
+        ask_for("fixture__echo", text="ping")
+        + " [standin: tool_loop] "
+        + directive(**tokens)
+    )
+
+
+class TestRunCaps:
+    async def test_max_tokens_stops_a_tool_loop_before_the_turn_that_passes_it(
+        self,
+        make_agent: MakeAgent,
+        fixture_server: Callable[..., WorkjetMcpConnector],
+    ) -> None:
+        agent, record = make_agent(max_tokens=1000)
+        server = fixture_server(call_timeout_seconds=30)
+
+        with pytest.raises(BudgetExceededError) as stopped:
+            await agent.run(
+                echo_loop(input_tokens=100, output_tokens=300), [("fixture", server)]
+            )
+
+        # 400 and 800 tokens after two turns; the third brings 1200, past the cap,
+        # and its tool call is never made.
+        assert str(stopped.value) == (
+            "budget_exceeded: maxTokens 1000 reached (1200 used)"
+        )
+        assert len(record.tool_calls) == 2
+        assert (record.tokens_input, record.tokens_output) == (300, 900)
+        expected = WorkjetModelCatalog().estimate_cost(
+            "claude-sonnet-4-5", TokenUsage(input=300, output=900)
+        )
+        assert record.estimated_cost == pytest.approx(expected)
+        assert record.estimated_cost > 0
+
+    async def test_max_tokens_reached_with_a_turn_to_come_stops_there(
+        self,
+        make_agent: MakeAgent,
+        fixture_server: Callable[..., WorkjetMcpConnector],
+    ) -> None:
+        agent, record = make_agent(max_tokens=800)
+        server = fixture_server(call_timeout_seconds=30)
+
+        with pytest.raises(BudgetExceededError, match=r"maxTokens 800 reached \(800"):
+            await agent.run(
+                echo_loop(input_tokens=100, output_tokens=300), [("fixture", server)]
+            )
+
+        assert len(record.tool_calls) == 1
+
+    async def test_a_final_answer_past_max_tokens_fails_and_keeps_its_text(
+        self,
+        make_agent: MakeAgent,
+        fixture_server: Callable[..., WorkjetMcpConnector],
+    ) -> None:
+        agent, record = make_agent(max_tokens=700)
+        server = fixture_server(call_timeout_seconds=30)
+        prompt = ask_for("fixture__echo", text="kept-lighthouse") + directive(
+            input_tokens=100, output_tokens=300
+        )
+
+        with pytest.raises(BudgetExceededError) as stopped:
+            await agent.run(prompt, [("fixture", server)])
+
+        assert "maxTokens 700 reached (800 used)" in str(stopped.value)
+        assert "echo: kept-lighthouse" in stopped.value.output
+        assert record.has_output is True
+        assert record.tokens_output == 600
+
+    async def test_max_cost_usd_stops_a_tool_loop_mid_run(
+        self,
+        make_agent: MakeAgent,
+        fixture_server: Callable[..., WorkjetMcpConnector],
+    ) -> None:
+        per_turn = WorkjetModelCatalog().estimate_cost(
+            "claude-sonnet-4-5", TokenUsage(input=1000, output=1000)
+        )
+        cap = round(per_turn * 2.5, 6)
+        agent, record = make_agent(max_cost_usd=cap)
+        server = fixture_server(call_timeout_seconds=30)
+
+        with pytest.raises(BudgetExceededError) as stopped:
+            await agent.run(
+                echo_loop(input_tokens=1000, output_tokens=1000), [("fixture", server)]
+            )
+
+        spent = round(per_turn * 3, 6)
+        assert str(stopped.value) == (
+            f"budget_exceeded: maxCostUsd {cap:g} reached ({spent:g} used)"
+        )
+        assert record.estimated_cost == pytest.approx(spent)
+        assert len(record.tool_calls) == 2
+        assert record.has_output is False
+
+    async def test_a_run_within_its_caps_is_not_stopped(
+        self,
+        make_agent: MakeAgent,
+        fixture_server: Callable[..., WorkjetMcpConnector],
+    ) -> None:
+        agent, record = make_agent(max_tokens=800, max_cost_usd=1.0)
+        server = fixture_server(call_timeout_seconds=30)
+        prompt = ask_for("fixture__echo", text="fits") + directive(
+            input_tokens=100, output_tokens=300
+        )
+
+        output = await agent.run(prompt, [("fixture", server)])
+
+        assert "echo: fits" in output
+        assert record.tokens_input + record.tokens_output == 800

@@ -22,6 +22,7 @@ from flows import delivery
 from flows.channels import EmailChannel, SlackChannel, StoredChannel, WebhookChannel
 from flows.delivery import (
     NO_OUTPUT,
+    Notice,
     deliver_all,
     delivery_error,
     skipped_deliveries,
@@ -117,6 +118,23 @@ class TestDeliverAll:
             "WorkjetSlackCredentials/default",
             "WorkjetSmtpServer/default",
         ]
+
+    async def test_a_notice_is_sent_in_place_of_the_output_under_its_subject(
+        self, configured: list[str], fake_slack: FakeSlack, smtp: SmtpServer
+    ) -> None:
+        channels: list[StoredChannel] = [
+            SlackChannel(channel="#docs-team"),
+            EmailChannel(to=["ana@example.com"], subject="Weekly docs"),
+        ]
+        notice = Notice(event="failure", text="**Docs digest** failed.", subject="x")
+
+        deliveries = await deliver_all(channels, body("The output."), notice)
+
+        assert [d.status for d in deliveries] == ["delivered", "delivered"]
+        assert fake_slack.sections() == ["*Docs digest* failed."]
+        [received] = smtp.inbox.received
+        assert received.message["Subject"] == "x"
+        assert "The output." not in received.message.as_string()
 
     async def test_the_channel_subject_replaces_the_default(
         self, configured: list[str], smtp: SmtpServer

@@ -48,6 +48,7 @@ V1_PATHS = {
     "/v1/automations/{automation_id}/activate": {"post"},
     "/v1/automations/{automation_id}/pause": {"post"},
     "/v1/automations/{automation_id}/run": {"post"},
+    "/v1/automations/{automation_id}/backfill": {"post"},
     "/v1/automations/{automation_id}/runs": {"get"},
     "/v1/automations/{automation_id}/runs/{run_id}": {"get"},
     "/v1/automations/{automation_id}/runs/{run_id}/cancel": {"post"},

@@ -663,6 +663,7 @@ class TestAutomationOut:
             "nextRunAt": "2026-04-14T12:30:00Z",
             "createdAt": "2026-04-01T09:15:30Z",
             "updatedAt": "2026-04-02T10:00:05Z",
+            "catchUp": "latest",
         }
 
     def test_next_run_equals_the_schedule_computation(self) -> None:
