@@ -6,6 +6,7 @@ itself is written once and read only by the run that signs with it.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -14,9 +15,11 @@ from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr
 
+from api.errors import InvalidRequestError
 from api.mapping import store_channel
 from api.schemas import ChannelIn, WebhookChannelIn
 from flows.channels import WebhookChannel
+from flows.webhook import refusal
 
 
 class ChannelSecrets:
@@ -36,6 +39,8 @@ class ChannelSecrets:
             for c in previous
             if isinstance(c, WebhookChannel) and c.secret_block
         }
+        await _check_webhook_targets(channels)
+
         stored: list[dict[str, Any]] = []
         for channel in channels:
             secret_block = None
@@ -64,3 +69,20 @@ class ChannelSecrets:
                 await self.client.delete_block_document(document.id)
             except ObjectNotFound:
                 pass
+
+
+async def _check_webhook_targets(channels: list[ChannelIn]) -> None:
+    """Refuse a webhook to this network before anything is stored; delivery checks
+    again, since what a name resolves to can change."""
+    for index, channel in enumerate(channels):
+        if not isinstance(channel, WebhookChannelIn):
+            continue
+        reason = await asyncio.to_thread(refusal, channel.url, unresolved_ok=True)
+        if reason is not None:
+            param = f"channels[{index}].url"
+            raise InvalidRequestError(
+                f"{param}: webhooks may not be sent there ({reason}); "
+                "a local receiver's host can be allowed with "
+                "WORKJET_WEBHOOK_ALLOWED_HOSTS",
+                param=param,
+            )

@@ -43,7 +43,8 @@ class StackConfig:
     standin_port: int = 8765
     host: str = "127.0.0.1"
     database_url: str | None = None
-    allow_private_webhooks: bool = True
+    # Webhook hosts that may be private: a local receiver for development.
+    webhook_allowed_hosts: str = "127.0.0.1,localhost,::1"
     project_dir: Path = PROJECT_DIR
     extra_env: dict[str, str] = field(default_factory=dict)
     worker: str = field(default_factory=worker_kind)
@@ -99,8 +100,10 @@ def stack_environment(config: StackConfig) -> dict[str, str]:
     environment["PREFECT_API_DATABASE_CONNECTION_URL"] = config.database_url or (
         f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}"
     )
-    if config.allow_private_webhooks:
-        environment["WORKJET_WEBHOOK_ALLOW_PRIVATE"] = "true"
+    # The operator's own list, when set (even empty), wins over the local default.
+    environment.setdefault(
+        "WORKJET_WEBHOOK_ALLOWED_HOSTS", config.webhook_allowed_hosts
+    )
     if config.uses_standin:
         environment["ANTHROPIC_API_KEY"] = STANDIN_KEY
         environment["ANTHROPIC_BASE_URL"] = (

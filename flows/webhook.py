@@ -38,28 +38,49 @@ def sign(secret: str, raw_body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
 
 
-def private_targets_allowed() -> bool:
-    return os.environ.get("WORKJET_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true")
+def allowed_hosts() -> set[str]:
+    """Hosts named in WORKJET_WEBHOOK_ALLOWED_HOSTS, which may be private.
 
-
-def check_target(url: str) -> None:
-    """Refuse loopback, private and link-local addresses unless allowed.
-
-    A production service must not let its users make it call its own network; the
-    local stack allows it so that a receiver on 127.0.0.1 works.
+    Only names written exactly so in a URL pass: allowing `localhost` lets a local
+    receiver work without letting `http://2130706433/` or `http://0x7f.1/` through.
     """
-    if private_targets_allowed():
-        return
+    text = os.environ.get("WORKJET_WEBHOOK_ALLOWED_HOSTS", "")
+    return {
+        host.strip().strip("[]").lower() for host in text.split(",") if host.strip()
+    }
 
-    host = urlsplit(url).hostname or ""
+
+def refusal(url: str, *, unresolved_ok: bool = False) -> str | None:
+    """Why a webhook may not be sent to `url`, or None when it may.
+
+    The resolved addresses are judged, not the text. At create and update a name
+    that does not resolve (yet) passes with `unresolved_ok`; delivery asks again.
+    """
+    host = (urlsplit(url).hostname or "").lower()
+    if host in allowed_hosts():
+        return None
+
     try:
         infos = socket.getaddrinfo(host, None)
-    except socket.gaierror as error:
-        raise WebhookRefusedError(f"cannot resolve {host}") from error
+    except (socket.gaierror, UnicodeError):
+        return None if unresolved_ok else f"cannot resolve {host}"
 
     for info in infos:
         if not _public(ipaddress.ip_address(info[4][0])):
-            raise WebhookRefusedError(f"{host} resolves to a private address")
+            return f"{host} resolves to a private address"
+    return None
+
+
+def check_target(url: str) -> None:
+    """Refuse loopback, private, link-local and metadata addresses.
+
+    A production service must not let its users make it call its own network;
+    the local stack names its loopback hosts in WORKJET_WEBHOOK_ALLOWED_HOSTS so
+    that a receiver on 127.0.0.1 works.
+    """
+    reason = refusal(url)
+    if reason is not None:
+        raise WebhookRefusedError(reason)
 
 
 _SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")  # RFC 6598, carrier NAT

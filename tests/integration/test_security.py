@@ -78,3 +78,56 @@ def test_requests_past_the_keys_rate_limit_are_429_with_retry_after(
     assert refused.json()["error"]["type"] == "rate_limit_error"
     assert int(refused.headers["Retry-After"]) >= 1
     assert other_key.status_code == 200
+
+
+class TestWebhookTargets:
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://2130706433/hook",
+            "http://0x7f.1/hook",
+            "http://[::ffff:127.0.0.1]/hook",
+            "http://169.254.169.254/latest/meta-data",
+            "http://10.1.2.3/hook",
+        ],
+    )
+    def test_a_webhook_to_this_network_is_refused_at_create_and_update(
+        self, live: LiveStack, url: str
+    ) -> None:
+        body = {
+            "name": "Hook to here",
+            "systemPrompt": "Say hello.",
+            "schedule": "0 8 * * *",
+            "channels": [
+                {"type": "slack", "channel": "#ops"},
+                {"type": "webhook", "url": url},
+            ],
+        }
+        before = live.api.get("/automations").json()["total"]
+
+        created = live.api.post("/automations", json=body)
+        allowed = live.api.post(
+            "/automations",
+            json={
+                **body,
+                "channels": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}],
+            },
+        )
+        assert allowed.status_code == 201, allowed.text
+        automation_id = allowed.json()["id"]
+        try:
+            updated = live.api.put(
+                f"/automations/{automation_id}",
+                json={"channels": [{"type": "webhook", "url": url}]},
+            )
+            kept = live.api.get(f"/automations/{automation_id}").json()
+        finally:
+            live.api.delete(f"/automations/{automation_id}")
+
+        assert created.status_code == 422
+        assert created.json()["error"]["param"] == "channels[1].url"
+        assert "resolves to a private address" in created.json()["error"]["message"]
+        assert updated.status_code == 422
+        assert updated.json()["error"]["param"] == "channels[0].url"
+        assert kept["channels"][0]["url"] == "http://127.0.0.1:9/hook"
+        assert live.api.get("/automations").json()["total"] == before

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -100,7 +101,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def allow_private(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WORKJET_WEBHOOK_ALLOW_PRIVATE", "true")
+    monkeypatch.setenv("WORKJET_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
 
 
 @pytest.fixture
@@ -244,10 +245,10 @@ class TestRetries:
 
 
 class TestPrivateTargets:
-    async def test_loopback_is_refused_without_the_allow_variable(
+    async def test_loopback_is_refused_unless_its_host_is_named(
         self, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.delenv("WORKJET_WEBHOOK_ALLOW_PRIVATE", raising=False)
+        monkeypatch.delenv("WORKJET_WEBHOOK_ALLOWED_HOSTS", raising=False)
 
         result = await deliver_webhook(receiver.url(), BODY, SECRET)
 
@@ -256,16 +257,38 @@ class TestPrivateTargets:
         assert result.error == "127.0.0.1 resolves to a private address"
         assert receiver.received == []
 
-    @pytest.mark.parametrize("value", ["false", "0", "", "yes"])
-    async def test_other_values_of_the_allow_variable_refuse_loopback(
-        self, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, value: str
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://2130706433/hook",
+            "http://0x7f.1/hook",
+            "http://[::ffff:127.0.0.1]/hook",
+            "http://169.254.169.254/latest/meta-data",
+        ],
+    )
+    def test_a_named_host_allows_that_name_and_no_other_spelling(
+        self, monkeypatch: pytest.MonkeyPatch, url: str
     ) -> None:
-        monkeypatch.setenv("WORKJET_WEBHOOK_ALLOW_PRIVATE", value)
+        monkeypatch.setenv(
+            "WORKJET_WEBHOOK_ALLOWED_HOSTS", "localhost, 127.0.0.1,[::1]"
+        )
 
-        result = await deliver_webhook(receiver.url(), BODY, SECRET)
+        assert webhook.refusal("http://localhost:8080/hook") is None
+        assert webhook.refusal("http://127.0.0.1/hook") is None
+        assert webhook.refusal("http://[::1]:9000/hook") is None
+        assert (
+            webhook.refusal(url)
+            == f"{urlsplit(url).hostname} resolves to a private address"
+        )
 
-        assert result.status == "failed"
-        assert receiver.received == []
+    def test_an_unresolvable_name_passes_only_where_delivery_asks_again(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("WORKJET_WEBHOOK_ALLOWED_HOSTS", raising=False)
+        url = "https://receiver.invalid/hook"
+
+        assert webhook.refusal(url, unresolved_ok=True) is None
+        assert webhook.refusal(url) == "cannot resolve receiver.invalid"
 
     @pytest.mark.parametrize(
         "url",
@@ -279,7 +302,7 @@ class TestPrivateTargets:
     def test_private_and_link_local_addresses_are_refused(
         self, monkeypatch: pytest.MonkeyPatch, url: str
     ) -> None:
-        monkeypatch.delenv("WORKJET_WEBHOOK_ALLOW_PRIVATE", raising=False)
+        monkeypatch.delenv("WORKJET_WEBHOOK_ALLOWED_HOSTS", raising=False)
 
         with pytest.raises(webhook.WebhookRefusedError):
             webhook.check_target(url)
@@ -322,7 +345,7 @@ class TestRetryDelay:
 def test_addresses_that_resolve_to_this_network_are_refused(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("WORKJET_WEBHOOK_ALLOW_PRIVATE", raising=False)
+    monkeypatch.delenv("WORKJET_WEBHOOK_ALLOWED_HOSTS", raising=False)
 
     with pytest.raises(webhook.WebhookRefusedError):
         webhook.check_target(url)
