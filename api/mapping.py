@@ -33,7 +33,6 @@ from api.schemas import (
 )
 from flows.channels import StoredChannel
 from flows.ids import automation_id, run_id
-from flows.outcomes import CONCURRENCY_CANCEL_MESSAGE, SKIPPED_ERROR
 from flows.record import decode_metadata, public_run, timestamp
 from flows.triggers import replay_of, trigger_of
 
@@ -91,35 +90,32 @@ def flow_parameters(
         "tools": list(body.tools),
         "channels": channels,
         "timeout_seconds": body.timeout_seconds,
+        "overlap_policy": body.overlap_policy,
         "guardrails": stored_guardrails(body),
     }
-
-
-_COLLISION = {
-    "skip": ConcurrencyLimitStrategy.CANCEL_NEW,
-    "queue": ConcurrencyLimitStrategy.ENQUEUE,
-}
 
 
 def concurrency_of(
     policy: OverlapPolicy,
 ) -> tuple[int | None, ConcurrencyOptions | None]:
-    """The deployment's concurrency limit and options for an overlap policy: one
-    run at a time, the next one cancelled or made to wait; no limit for `allow`."""
+    """The deployment's concurrency limit for an overlap policy.
+
+    `skip` and `queue` both run one run at a time, the next waiting for the slot;
+    under `skip` the flow itself then ends a scheduled run that fell due while the
+    one before it was running. Prefect's CANCEL_NEW would also cancel manual runs,
+    backfills and catch-up runs, which are meant to run.
+    """
     if policy == "allow":
         return None, None
-    return 1, ConcurrencyOptions(collision_strategy=_COLLISION[policy])
+    return 1, ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
 def overlap_policy_of(deployment: DeploymentResponse) -> OverlapPolicy:
-    """Read back from Prefect, so a limit changed in its UI shows here too."""
-    limit = deployment.global_concurrency_limit
-    if limit is None:
+    """Read back from Prefect, so a limit removed in its UI shows as `allow`."""
+    if deployment.global_concurrency_limit is None:
         return "allow"
-    options = deployment.concurrency_options
-    if options and options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW:
-        return "skip"
-    return "queue"
+    stored = (deployment.parameters or {}).get("overlap_policy")
+    return "queue" if stored == "queue" else "skip"
 
 
 def schedule_of(deployment: DeploymentResponse) -> tuple[str, str, bool]:
@@ -184,8 +180,6 @@ def run_out(flow_run: FlowRun, artifact: Artifact | None) -> RunOut:
     if state is not None and state.type == StateType.CANCELLED:
         # Whatever the run had recorded before, it ended because it was cancelled.
         fallback_error = "cancelled"
-        if state.message == CONCURRENCY_CANCEL_MESSAGE:
-            fallback_error = SKIPPED_ERROR
         record = record.model_copy(update={"error": fallback_error}) if record else None
 
     run = public_run(

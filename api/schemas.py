@@ -34,8 +34,8 @@ TIMEOUT_MIN_SECONDS = 10
 TIMEOUT_MAX_SECONDS = 86_400
 OverlapPolicy = Literal["skip", "queue", "allow"]
 _OVERLAP_DOC = (
-    "What a run due while the previous run still goes does: skip (recorded as a"
-    " failure), queue (waits its turn) or allow (runs alongside)."
+    "Runs one at a time (skip, queue) or side by side (allow); under skip a"
+    " scheduled run due while the previous one still runs is recorded as skipped."
 )
 _TIMEOUT_DOC = "Seconds the run's model step may take, fallbacks and tools included."
 

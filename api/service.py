@@ -244,6 +244,9 @@ class AutomationService:
                 body.channels, previous=previous_channels
             )
 
+        if body.overlap_policy is not None:
+            parameters["overlap_policy"] = body.overlap_policy
+
         update = DeploymentUpdate(parameters=parameters)
         if "description" in fields:
             update.description = body.description or ""

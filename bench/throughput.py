@@ -272,6 +272,8 @@ def _burst(
             "name": f"Throughput ({kind})",
             "systemPrompt": f"Summarise the week. [standin: delay={args.delay}]",
             "schedule": "0 8 * * 1",
+            # The burst's runs of this one automation run side by side.
+            "overlapPolicy": "allow",
         },
     )
     created.raise_for_status()

@@ -34,6 +34,7 @@ from flows.guardrails import Guardrails, agent_limits
 from flows.ids import automation_id, run_id, stats_variable_name
 from flows.model import ModelCallError
 from flows.outcomes import TIMEOUT_ERROR
+from flows.overlap import OverlapPolicy, skip_when_overlapping
 from flows.record import RunRecord, artifact_payload, public_run, timestamp
 from flows.triggers import MANUAL_TAG, trigger_of, untagged
 from flows.variables import add_to_variable
@@ -105,6 +106,7 @@ async def run_automation(
     channels: list[StoredChannel] | None = None,
     timeout_seconds: int = 900,
     guardrails: Guardrails | None = None,
+    overlap_policy: OverlapPolicy = "skip",
 ) -> State[None] | None:
     """Ask the model, keep the run record in Prefect, deliver the output."""
     logger = get_run_logger()
@@ -122,6 +124,7 @@ async def run_automation(
     # past it keeps the tokens it spent and delivers nothing.
     with anyio.move_on_after(timeout_seconds) as budget:
         try:
+            await skip_when_overlapping(flow_run, deployment_id, overlap_policy)
             await skip_when_missed(flow_run, deployment_id, guardrails)
             await skip_when_spent(flow_run, deployment_id, guardrails)
             output = await produce_output(

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from api.stack import Stack, StackConfig
+from flows.ids import deployment_id_of
 
 
 def free_port() -> int:
@@ -146,6 +147,17 @@ def directive(**values: Any) -> str:
     """A stand-in directive, plus a nonce so its error counters are this test's own."""
     pairs = " ".join(f"{key}={value}" for key, value in values.items())
     return f"[standin: {pairs}] (case {uuid.uuid4().hex[:8]})"
+
+
+def schedule_run(live: LiveStack, automation: dict[str, Any]) -> str:
+    """A run as Prefect's scheduler makes it: from the deployment, tagged
+    `auto-scheduled`, due now; no minute of wall-clock time is waited for."""
+    deployment = deployment_id_of(automation["id"])
+    response = live.prefect_post(
+        f"/deployments/{deployment}/create_flow_run", {"tags": ["auto-scheduled"]}
+    )
+    assert response.status_code == 201, response.text
+    return "run_" + response.json()["id"].replace("-", "")
 
 
 def start_run(live: LiveStack, automation: dict[str, Any]) -> str:

@@ -21,7 +21,13 @@ import pytest
 
 from blocks.catalog import TokenUsage, WorkjetModelCatalog
 from flows.ids import flow_run_id_of
-from tests.integration.conftest import LiveStack, Receiver, directive, start_run
+from tests.integration.conftest import (
+    LiveStack,
+    Receiver,
+    directive,
+    schedule_run,
+    start_run,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -227,17 +233,6 @@ def run_cost(tokens: int) -> float:
     catalog = WorkjetModelCatalog()
     model = catalog.candidates("standard")[0]
     return catalog.estimate_cost(model, TokenUsage(input=tokens, output=tokens))
-
-
-def schedule_run(live: LiveStack, automation: dict[str, Any]) -> str:
-    """A run as Prefect's scheduler makes it: from the deployment, tagged
-    `auto-scheduled`, due now; no minute of wall-clock time is waited for."""
-    deployment = flow_run_id_of("run_" + automation["id"].removeprefix("auto_"))
-    response = live.prefect_post(
-        f"/deployments/{deployment}/create_flow_run", {"tags": ["auto-scheduled"]}
-    )
-    assert response.status_code == 201, response.text
-    return "run_" + response.json()["id"].replace("-", "")
 
 
 class TestMonthlyBudgets:

@@ -12,7 +12,12 @@ import pytest
 
 from flows.ids import deployment_id_of, flow_run_id_of
 from flows.outcomes import SKIPPED_ERROR
-from tests.integration.conftest import LiveStack, directive, start_run
+from tests.integration.conftest import (
+    LiveStack,
+    directive,
+    schedule_run,
+    start_run,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,21 +37,27 @@ def started_and_completed(run: dict[str, Any]) -> tuple[str, str]:
 
 
 class TestOverlapPolicy:
-    def test_skip_is_the_default_and_records_the_skipped_run(
+    def test_skip_is_the_default_and_skips_a_scheduled_run_due_meanwhile(
         self, live: LiveStack, make_automation: Callable[..., dict[str, Any]]
     ) -> None:
-        automation = make_automation(systemPrompt="Slow. " + directive(delay=12))
+        automation = make_automation(systemPrompt="Slow. " + directive(delay=8))
         assert automation["overlapPolicy"] == "skip"
-        first = start_run(live, automation)
+        first = schedule_run(live, automation)
         wait_until_running(live, first)
 
-        second = start_run(live, automation)
+        due_meanwhile = schedule_run(live, automation)
+        asked_for = start_run(live, automation)
 
-        skipped = live.wait_for_run(automation["id"], second, timeout=60)
+        skipped = live.wait_for_run(automation["id"], due_meanwhile, timeout=90)
+        manual = live.wait_for_run(automation["id"], asked_for, timeout=90)
+        one = live.wait_for_run(automation["id"], first)
         assert (skipped["status"], skipped["error"]) == ("failure", SKIPPED_ERROR)
-        assert live.wait_for_run(automation["id"], first)["status"] == "success"
-        # Nothing waits behind the skipped run: the next one runs.
-        after = live.wait_for_run(automation["id"], start_run(live, automation))
+        assert skipped["deliveries"] == [] and skipped["tokensInput"] == 0
+        # A run somebody asked for is never skipped: it waits for the slot.
+        assert (manual["status"], manual["trigger"]) == ("success", "manual")
+        assert manual["startedAt"] >= one["completedAt"]
+        # Nothing waits behind the skipped run: the next scheduled one runs.
+        after = live.wait_for_run(automation["id"], schedule_run(live, automation))
         assert after["status"] == "success"
 
     def test_queue_runs_the_second_run_after_the_first(
@@ -211,11 +222,11 @@ class TestBursts:
     def test_fifty_parallel_runs_are_all_recorded_and_none_crashes(
         self, live: LiveStack, make_automation: Callable[..., dict[str, Any]]
     ) -> None:
-        # Under `skip` the runs after the first are cancelled by Prefect before a
-        # process starts, so the burst of writes (requests, run creation, the
-        # worker's submissions) is all there and the suite stays quick; the
-        # fault drill runs a burst that all succeeds.
-        automation = make_automation(systemPrompt="Slow. " + directive(delay=20))
+        # Every run of the burst runs, side by side: the requests, the run
+        # creation and the worker's writes all land on Prefect at once.
+        automation = make_automation(
+            systemPrompt="Quick. " + directive(delay=2), overlapPolicy="allow"
+        )
         path = f"/automations/{automation['id']}/run"
 
         # A burst queues in the facade and Prefect: allow each request a while.
@@ -238,4 +249,4 @@ class TestBursts:
                 break
             time.sleep(2)
         outcomes = sorted({(r["status"], r["error"]) for r in runs}, key=str)
-        assert outcomes == [("failure", SKIPPED_ERROR), ("success", None)]
+        assert outcomes == [("success", None)]

@@ -155,7 +155,7 @@ class TestTwoWorkers:
             # reports a run it could not submit as crashed. Several workers are a
             # PostgreSQL layout (docs/production.md); the PostgreSQL pass runs this.
             pytest.skip("several workers need Prefect on PostgreSQL")
-        automation = make_automation()
+        automation = make_automation(overlapPolicy="allow")
 
         # Queued over a few seconds, so both workers' polls (every 2 s) find some.
         run_ids = []

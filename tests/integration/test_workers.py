@@ -103,7 +103,8 @@ class TestInProcessWorker:
         bounded_pool: str,
     ) -> None:
         prompt = "Report. " + directive(delay=2, input_tokens=700, output_tokens=90)
-        automation = make_automation(systemPrompt=prompt)
+        # Runs of one automation may overlap here: the worker's bound is the limit.
+        automation = make_automation(systemPrompt=prompt, overlapPolicy="allow")
         move_to_pool(live, automation, bounded_pool)
 
         run_ids = [start_run(live, automation) for _ in range(4)]

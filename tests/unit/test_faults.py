@@ -15,7 +15,7 @@ from api.lost_runs import DETECTOR_NAME, lost_run_detector
 from api.mapping import automation_out, concurrency_of, overlap_policy_of, run_out
 from api.rate_limit import RateLimiter
 from api.schemas import AutomationCreate, AutomationUpdate
-from flows.outcomes import CONCURRENCY_CANCEL_MESSAGE, LOST_WORKER_ERROR, SKIPPED_ERROR
+from flows.outcomes import LOST_WORKER_ERROR, SKIPPED_ERROR
 from tests.unit.test_mapping import (
     STARTED,
     make_artifact,
@@ -40,6 +40,7 @@ def deployment_with(policy: str) -> Any:
             "slot_decay_per_second": 0.0,
         }
     deployment.concurrency_options = options
+    deployment.parameters = {**(deployment.parameters or {}), "overlap_policy": policy}
     return deployment
 
 
@@ -56,24 +57,19 @@ class TestRunsPrefectEnded:
         assert (run.status, run.error) == ("failure", LOST_WORKER_ERROR)
         assert run.error.startswith("worker lost")
 
-    def test_run_cancelled_by_the_concurrency_limit_is_recorded_as_skipped(
-        self,
-    ) -> None:
-        flow_run = make_flow_run(
-            StateType.CANCELLED, message=CONCURRENCY_CANCEL_MESSAGE
-        ).model_copy(update={"run_count": 0, "start_time": None})
+    def test_run_the_flow_skipped_for_overlap_says_so(self) -> None:
+        flow_run = make_flow_run(StateType.FAILED, message=SKIPPED_ERROR)
 
-        run = run_out(flow_run, None)
+        run = run_out(flow_run, make_artifact(make_record(error=SKIPPED_ERROR)))
 
         assert (run.status, run.error) == ("failure", SKIPPED_ERROR)
-        assert run.started_at == STARTED.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class TestOverlapPolicy:
     @pytest.mark.parametrize(
         ("policy", "limit", "strategy"),
         [
-            ("skip", 1, ConcurrencyLimitStrategy.CANCEL_NEW),
+            ("skip", 1, ConcurrencyLimitStrategy.ENQUEUE),
             ("queue", 1, ConcurrencyLimitStrategy.ENQUEUE),
             ("allow", None, None),
         ],
@@ -92,6 +88,12 @@ class TestOverlapPolicy:
 
         assert overlap_policy_of(deployment) == policy
         assert automation_out(deployment, None, STARTED).overlap_policy == policy
+
+    def test_a_limit_removed_in_prefect_reads_back_as_allow(self) -> None:
+        deployment = deployment_with("skip")
+        deployment.global_concurrency_limit = None
+
+        assert overlap_policy_of(deployment) == "allow"
 
     def test_defaults_are_skip_and_900_seconds(self) -> None:
         body = AutomationCreate.model_validate(BODY)
