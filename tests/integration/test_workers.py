@@ -77,9 +77,15 @@ def start_run(live: LiveStack, automation: Automation) -> str:
 
 
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    """Stop a test's worker; one that outlasts SIGTERM (Prefect's stock worker can
+    sit in a poll for a while) is killed, since its shutdown is not under test."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
