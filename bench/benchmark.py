@@ -144,7 +144,7 @@ class Seeding:
         self.seconds[what] = self.seconds.get(what, 0.0) + time.monotonic() - started
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     sockets = []
     try:
         for _ in range(count):
@@ -592,7 +592,7 @@ def _config(args: argparse.Namespace, home: Path) -> StackConfig:
     if args.database == "postgresql":
         server = os.environ.get("WORKJET_BENCH_POSTGRES_URL", POSTGRES_URL)
         database_url = create_test_database(server, prefix="workjet_bench_")
-    api_port, prefect_port, standin_port = _free_ports(3)
+    api_port, prefect_port, standin_port = free_ports(3)
     return StackConfig(
         home=home,
         api_port=api_port,

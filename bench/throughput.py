@@ -44,7 +44,6 @@ import argparse
 import math
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -57,6 +56,7 @@ from typing import Any
 import httpx
 
 from api.stack import WORKER_KINDS, Stack, StackConfig
+from bench.benchmark import free_ports
 from flows.ids import deployment_id_of
 
 SAMPLE_SECONDS = 0.5
@@ -161,19 +161,6 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _percentile(values: list[float], share: float) -> float:
     if not values:
         return math.nan
@@ -220,7 +207,7 @@ def _wait_final(
 
 def measure(kind: str, args: argparse.Namespace) -> Result:
     home = Path(tempfile.mkdtemp(prefix=f"workjet-throughput-{kind}-"))
-    api_port, prefect_port, standin_port = _free_ports(3)
+    api_port, prefect_port, standin_port = free_ports(3)
     config = StackConfig(
         home=home,
         api_port=api_port,
